@@ -1,0 +1,52 @@
+"""Every config field of pdns_jax, defined once. Dataset configs override a few.
+
+Run: python -m pdns_jax.main --config=configs/synthetic.py --workdir=/tmp/run
+Fields are locked: a misspelt override such as --config.lerning_rate fails.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # Data.
+  c.dataset = "synthetic"       # synthetic | ml100k | douban | gowalla | taobao | tmall
+  c.data_dir = ""               # root holding the dataset folders; "" = $PDNS_DATA_DIR or ~/.cache/pdns_jax/data
+  c.split = "paper"             # paper (PAPER.md 5) | fn (4:1:1 train/test/false negatives)
+  c.data_seed = 0               # seeds random splits and the synthetic generator
+  c.synthetic = ml_collections.ConfigDict(
+      dict(num_users=600, num_items=1000, rank=8, mean_degree=40.0))
+  # Users subset for the large raw Tianchi files (PAPER.md 4): 0 = keep all.
+  c.subset = ml_collections.ConfigDict(dict(num_users=0, min_interactions=10))
+  # Model (PAPER.md 3).
+  c.model = "lightgcn"          # mf | lightgcn
+  c.num_layers = 3
+  c.embed_dim = 64
+  c.propagation = "segment_sum"  # segment_sum | bcoo | bcsr (LightGCN sparse product)
+  # Sampler and loss (PAPER.md 2).
+  c.sampler = "pdns"            # rns | dns | pdns | mix | mixgcf
+  c.pool_size = 32              # H, candidates per positive
+  c.beta = 0.1                  # soft BPR factor (pdns), Eq. 10
+  c.alpha = 0.9                 # fixed positive-mixing coefficient (mix), Eq. 4
+  # Optimisation (PAPER.md 7).
+  c.learning_rate = 0.001
+  c.l2 = 0.0001                 # lambda on the batch's layer-0 embeddings
+  c.batch_size = 2048
+  c.num_epochs = 300
+  c.eval_every = 5
+  c.patience = 10               # evaluations without a better valid Recall@50
+  c.seed = 0
+  c.topk = (20, 50)
+  c.eval_batch_size = 1024      # users scored at once in full-rank evaluation
+  # Many runs in one program: replicas differ in seed (and the swept fields).
+  c.num_replicas = 1            # seeds seed, seed+1, ...
+  c.replica_sweep = ""          # e.g. "beta=0.05,0.1;l2=0.001,0.01" (crossed with seeds)
+  # False-negative simulation (PAPER.md 8.3); needs split="fn".
+  c.reveal_fraction = 0.0       # c: share of the FN set revealed to the sampler in the end
+  c.reveal_start = -1           # epoch of the first reveal; -1 = first evaluation after the valid peak
+  c.reveal_every = 50           # epochs between 20% reveals
+  # Outputs.
+  c.checkpoint_every = 1        # save the latest state every this many evaluations
+  c.progress = True             # tqdm bar per epoch
+  c.tensorboard = True          # event file in the workdir
+  return c.lock()

@@ -1,0 +1,56 @@
+"""Reading text data files line by line, with errors that name file and line."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pathlib
+import zlib
+from typing import Iterator, Sequence
+
+from pdns_jax.data.core import DataError
+
+
+def open_text(path: pathlib.Path):
+  """Opens a text file, gunzipping `.gz` files transparently."""
+  path = pathlib.Path(path)
+  if path.suffix == ".gz":
+    return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict")
+  return open(path, "r", encoding="utf-8", errors="strict")
+
+
+def iter_rows(path: pathlib.Path, sep: str | None = None,
+              skip_header: bool = False) -> Iterator[tuple[int, list[str]]]:
+  """Yields (line number, fields) for each non-blank line, streaming.
+
+  Raises:
+    DataError: naming the file (and line) for a truncated gzip or bad encoding.
+  """
+  lineno = 0
+  try:
+    with open_text(path) as f:
+      for lineno, line in enumerate(f, start=1):
+        if skip_header and lineno == 1:
+          continue
+        line = line.strip()
+        if line:
+          yield lineno, line.split(sep)
+  except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+    raise DataError(f"{path}: corrupt or truncated gzip after line {lineno} ({e}); "
+                    "download the file again") from e
+  except UnicodeDecodeError as e:
+    raise DataError(f"{path}, line {lineno + 1}: not UTF-8 text ({e})") from e
+
+
+def parse_ints(fields: Sequence[str], path, lineno: int, expected: int | None = None,
+               columns: Sequence[int] | None = None) -> list[int]:
+  """Parses the chosen columns of one line as integers, or raises DataError."""
+  if expected is not None and len(fields) < expected:
+    raise DataError(f"{path}, line {lineno}: expected {expected} fields, "
+                    f"found {len(fields)}: {' '.join(fields)[:80]!r}")
+  chosen = fields if columns is None else [fields[c] for c in columns]
+  try:
+    return [int(v) for v in chosen]
+  except ValueError:
+    raise DataError(f"{path}, line {lineno}: expected integer ids, found "
+                    f"{' '.join(chosen)[:80]!r}") from None

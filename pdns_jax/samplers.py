@@ -1,0 +1,138 @@
+"""Negative samplers (PAPER.md 2): candidate pools with exact exclusion, hardest pick, mixing.
+
+Candidates are uniform over I \\ I_u, drawn exactly on device with no
+rejection loop: draw a uniform rank r among the user's n_items - |I_u|
+non-positives and map it to an item id with a binary search over the user's
+sorted positives. With sorted positives p_0 < p_1 < ... the number of
+non-positives below p_k is g_k = p_k - k (non-decreasing), and the r-th
+non-positive is r + #{k : g_k <= r}.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SAMPLERS = ("rns", "dns", "pdns", "mix", "mixgcf")
+
+
+@flax.struct.dataclass
+class SortedSets:
+  """Per-user sorted item sets in CSR form, ready for on-device binary search.
+
+  Attributes:
+    indptr: int32 (U + 1,) user u's items are values[indptr[u]:indptr[u+1]].
+    items: int32 (nnz,) sorted within each user.
+    gaps: int32 (nnz,) items[k] - (k - indptr[u]): non-members below each member.
+    search_steps: static number of bisection steps (covers the largest set).
+  """
+
+  indptr: jax.Array
+  items: jax.Array
+  gaps: jax.Array
+  search_steps: int = flax.struct.field(pytree_node=False)
+
+  @property
+  def sizes(self) -> jax.Array:
+    return self.indptr[1:] - self.indptr[:-1]
+
+
+def sorted_sets(pairs: np.ndarray, num_users: int) -> SortedSets:
+  """Builds `SortedSets` on the host from int (n, 2) (user, item) pairs."""
+  pairs = np.unique(np.asarray(pairs, np.int64).reshape(-1, 2), axis=0)
+  users, items = pairs[:, 0], pairs[:, 1]
+  sizes = np.bincount(users, minlength=num_users)
+  indptr = np.concatenate([[0], np.cumsum(sizes)])
+  local = np.arange(len(items)) - indptr[users]
+  steps = int(np.ceil(np.log2(max(int(sizes.max(initial=0)), 1) + 1))) + 1
+  if len(items) == 0:  # keep gathers in bounds for an empty set
+    items = local = np.zeros(1, np.int64)
+  return SortedSets(indptr=jnp.asarray(indptr, jnp.int32),
+                    items=jnp.asarray(items, jnp.int32),
+                    gaps=jnp.asarray(items - local, jnp.int32),
+                    search_steps=steps)
+
+
+def _count_at_most(values: jax.Array, start, end, target, steps: int):
+  """Index of the first k in [start, end) with values[k] > target (sorted values)."""
+  def body(_, bounds):
+    lo, hi = bounds
+    mid = (lo + hi) // 2
+    go_right = (mid < hi) & (values[mid] <= target)
+    return jnp.where(go_right, mid + 1, lo), jnp.where(go_right, hi, mid)
+  lo, _ = jax.lax.fori_loop(0, steps, body, (start, end))
+  return lo
+
+
+def candidate_pool(key: jax.Array, user: jax.Array, exclude: SortedSets,
+                   num_items: int, pool_size: int) -> jax.Array:
+  """Draws `pool_size` items uniformly (with replacement) from I \\ I_u for one user.
+
+  Args:
+    key: PRNG key.
+    user: scalar user id.
+    exclude: the items the user may not get as negatives (training positives,
+      plus revealed false negatives in the simulation).
+    num_items: |I|.
+    pool_size: H.
+
+  Returns:
+    int32 (pool_size,) item ids, none of them in the user's excluded set.
+  """
+  start, end = exclude.indptr[user], exclude.indptr[user + 1]
+  num_free = num_items - (end - start)
+  ranks = jnp.floor(jax.random.uniform(key, (pool_size,)) * num_free).astype(jnp.int32)
+  ranks = jnp.minimum(ranks, num_free - 1)
+  search = lambda r: _count_at_most(exclude.gaps, start, end, r, exclude.search_steps)
+  return ranks + jax.vmap(search)(ranks) - start
+
+
+def contains(sets: SortedSets, user: jax.Array, item: jax.Array) -> jax.Array:
+  """Whether `item` is in the user's set (one user, one item)."""
+  start, end = sets.indptr[user], sets.indptr[user + 1]
+  at = _count_at_most(sets.items, start, end, item - 1, sets.search_steps)
+  return (at < end) & (sets.items[jnp.minimum(at, sets.items.shape[0] - 1)] == item)
+
+
+def hardest(user_embedding: jax.Array, candidate_embeddings: jax.Array) -> jax.Array:
+  """DNS pick (Eq. 3): index of the highest-scoring candidate for one example.
+
+  Args:
+    user_embedding: (F,).
+    candidate_embeddings: (H, F).
+  """
+  return jnp.argmax(candidate_embeddings @ user_embedding)
+
+
+def positive_mix(*, positive: jax.Array, negative: jax.Array, alpha) -> jax.Array:
+  """Eq. 4: e~ = alpha * e_i + (1 - alpha) * e_j."""
+  return alpha * positive + (1.0 - alpha) * negative
+
+
+def mixgcf_negative(*, user_layers: jax.Array, positive_layers: jax.Array,
+                    candidate_layers: jax.Array, alpha: jax.Array):
+  """MixGCF for one example: positive mixing and hop mixing.
+
+  Each layer's candidates are mixed with that layer's positive (alpha per
+  layer from U(0, 1)); per layer the mixed candidate that scores highest with
+  the user's embedding at that layer is kept; the layers are then pooled by
+  their mean, as LightGCN pools.
+
+  Args:
+    user_layers: (hops, F).
+    positive_layers: (hops, F).
+    candidate_layers: (hops, H, F).
+    alpha: (hops,) mixing coefficients.
+
+  Returns:
+    (pooled negative (F,), its layer-0 embedding (F,), chosen index per layer (hops,)).
+  """
+  mixed = positive_mix(positive=positive_layers[:, None, :],
+                       negative=candidate_layers, alpha=alpha[:, None, None])
+  scores = jnp.einsum("lhf,lf->lh", jax.lax.stop_gradient(mixed),
+                      jax.lax.stop_gradient(user_layers))
+  chosen = jnp.argmax(scores, axis=1)
+  picked = jnp.take_along_axis(mixed, chosen[:, None, None], axis=1)[:, 0]
+  return picked.mean(axis=0), picked[0], chosen
