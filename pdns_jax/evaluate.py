@@ -80,7 +80,8 @@ def eval_set(*, targets: np.ndarray, excluded: list[np.ndarray], num_users: int,
   position = np.full(num_users, -1, np.int64)
   position[users] = np.arange(len(users))
   mask_rows, mask_cols = _batched_entries(
-      np.concatenate([np.asarray(e).reshape(-1, 2) for e in excluded]),
+      np.concatenate([np.zeros((0, 2), np.int64)] +
+                     [np.asarray(e, np.int64).reshape(-1, 2) for e in excluded]),
       position, batch_size, num_batches)
   target_rows, target_cols = _batched_entries(targets, position, batch_size, num_batches)
   shape = (num_batches, batch_size)

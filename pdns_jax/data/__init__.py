@@ -32,15 +32,52 @@ def _load_synthetic(data_dir, config):
   return synthetic.generate(**synthetic.params_from_config(config))
 
 
+def _load_douban(data_dir, config):
+  del config
+  from pdns_jax.data import douban
+  return douban.load(data_dir)
+
+
+def _load_gowalla(data_dir, config):
+  del config
+  from pdns_jax.data import gowalla
+  return gowalla.load(data_dir)
+
+
+def _tianchi_loader(dataset):
+  def load(data_dir, config):
+    from pdns_jax.data import tianchi
+    return tianchi.load(data_dir, dataset, config)
+  return load
+
+
 LOADERS: dict[str, Callable[[pathlib.Path, object], Interactions]] = {
     "ml100k": _load_ml100k,
     "synthetic": _load_synthetic,
+    "douban": _load_douban,
+    "gowalla": _load_gowalla,
+    "taobao": _tianchi_loader("taobao"),
+    "tmall": _tianchi_loader("tmall"),
 }
 
 # Where each dataset comes from, for the message shown when a file is missing.
 HOW_TO_OBTAIN = {
-    "ml100k": ("download https://files.grouplens.org/datasets/movielens/ml-100k.zip "
+    "ml100k": ("run `python -m pdns_jax.data.download ml100k`, or download "
+               "https://files.grouplens.org/datasets/movielens/ml-100k.zip "
                "and unzip it so that ml-100k/u.data lies in the data folder"),
+    "douban": ("download gcmc/data/douban/training_test_dataset.mat from the "
+               "GitHub repository riannevdberg/gc-mc into douban/"),
+    "gowalla": ("run `python -m pdns_jax.data.download gowalla`, or download "
+                "train.txt and test.txt from https://raw.githubusercontent.com/"
+                "gusye1234/LightGCN-PyTorch/master/data/gowalla/ into gowalla/"),
+    "taobao": ("put UserBehavior.csv from Tianchi's 'User Behavior Data from "
+               "Taobao for Recommendation' (needs a Tianchi account) in taobao/, or the substitute buy.txt, cart.txt, "
+               "valid.txt, test.txt from the GitHub repository geonwooko/MULE, "
+               "data/taobao/"),
+    "tmall": ("put user_log_format1.csv from Tianchi's IJCAI-15 'Repeat Buyers "
+              "Prediction' data_format1 (needs a Tianchi account) in tmall/, or the substitute buy.txt, cart.txt, "
+              "collect.txt, valid.txt, test.txt from the GitHub repository "
+              "geonwooko/MULE, data/tmall/"),
 }
 
 

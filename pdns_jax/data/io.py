@@ -10,6 +10,8 @@ from typing import Iterator, Sequence
 
 from pdns_jax.data.core import DataError
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
 
 def open_text(path: pathlib.Path):
   """Opens a text file, gunzipping `.gz` files transparently."""
@@ -50,7 +52,11 @@ def parse_ints(fields: Sequence[str], path, lineno: int, expected: int | None = 
                     f"found {len(fields)}: {' '.join(fields)[:80]!r}")
   chosen = fields if columns is None else [fields[c] for c in columns]
   try:
-    return [int(v) for v in chosen]
+    values = [int(v) for v in chosen]
   except ValueError:
+    values = None
+  # Ids beyond int64 would fail later, deep inside numpy, without a line number.
+  if values is None or any(not _INT64_MIN <= v <= _INT64_MAX for v in values):
     raise DataError(f"{path}, line {lineno}: expected integer ids, found "
-                    f"{' '.join(chosen)[:80]!r}") from None
+                    f"{' '.join(chosen)[:80]!r}")
+  return values

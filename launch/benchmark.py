@@ -1,0 +1,427 @@
+"""Speed of one training setup: compile, epoch, evaluation, replicas, graph, propagation.
+
+Builds what `train.train_and_evaluate` builds for a config (split, graph, model,
+jitted vmapped `train_epoch`, jitted evaluation), then times: the compile, a
+warm-up epoch, N epochs and M full evaluations, always waiting for the device
+(`block_until_ready`) before reading the clock. It prints one `name: value`
+line per figure, so scripts and tests can parse it.
+
+Runs (from the repo root; PDNS_DATA_DIR=/work/shared/data or wherever the data is):
+  python launch/benchmark.py --config=configs/ml100k.py
+  python launch/benchmark.py --config=configs/ml100k.py --replicas=30 --epochs=1
+  python launch/benchmark.py --config=configs/ml100k.py --propagation_compare --epochs=0
+  # a random graph of any size in place of the config's data (Gowalla's shape here):
+  python launch/benchmark.py --config=configs/default.py --config.pool_size=64 \
+      --synthetic_users=29858 --synthetic_items=40981 --synthetic_interactions=810128
+  # graph construction only, at scale:
+  python launch/benchmark.py --config=configs/default.py --graph_only \
+      --synthetic_users=1000000 --synthetic_items=1000000 --synthetic_interactions=50000000
+
+Figures on the 2-core CPU of the development machine are in launch/README.md;
+launch/gpu_check.sh measures the GPU targets.
+
+Lines printed: backend, devices, data, shapes (users, items, train interactions,
+embed_dim, layers, pool_size, batch_size, replicas), compile_seconds (train
+epoch), eval_compile_seconds, train_epoch_seconds (median of N), eval_seconds
+(median of M; valid + test, which is what the loop runs per evaluation),
+eval_test_seconds (test set only), eval_users, steps_per_second (mini-batch
+updates of one replica per second, summed over replicas), peak_memory_bytes and
+peak_memory_source; with --replicas: replicas, vmapped_epoch_seconds,
+sequential_epoch_seconds, replica_speedup; with --propagation_compare:
+propagation_<method>_seconds; with --graph_only: graph_edges,
+graph_build_seconds, graph_peak_rss_bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import math
+import pathlib
+import resource
+import sys
+import time
+from typing import Any, Callable
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import config_flags
+
+# Config files import `configs.default`; make the repo root importable.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from pdns_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+from pdns_jax import evaluate as eval_lib
+from pdns_jax import graph as graph_lib
+from pdns_jax import models
+from pdns_jax import samplers
+from pdns_jax import train
+from pdns_jax.data import core as data_core
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file, e.g. configs/ml100k.py.", lock_config=True)
+_EPOCHS = flags.DEFINE_integer("epochs", 3, "Timed training epochs (0: skip training).")
+_WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed epochs and evaluations after compiling.")
+_EVAL_REPEATS = flags.DEFINE_integer("eval_repeats", 3, "Timed full evaluations (0: skip).")
+_REPLICAS = flags.DEFINE_integer(
+    "replicas", 0, "If > 0, also compare this many vmapped replicas (seeds) with as "
+    "many sequential single runs.")
+_PROPAGATION_COMPARE = flags.DEFINE_bool(
+    "propagation_compare", False, "Time one LightGCN forward + backward propagation "
+    "with each method of graph.PROPAGATIONS.")
+_PROPAGATION_REPEATS = flags.DEFINE_integer("propagation_repeats", 5,
+                                            "Timed calls per propagation method.")
+_GRAPH_ONLY = flags.DEFINE_bool("graph_only", False,
+                                "Only build the normalised adjacency; no training.")
+_SYNTHETIC_USERS = flags.DEFINE_integer("synthetic_users", 0,
+                                        "Users of a random graph replacing the config's data.")
+_SYNTHETIC_ITEMS = flags.DEFINE_integer("synthetic_items", 0, "Items of the random graph.")
+_SYNTHETIC_INTERACTIONS = flags.DEFINE_integer(
+    "synthetic_interactions", 0, "Training interactions of the random graph (valid "
+    "and test add an eighth of that each: an 80/10/10 split).")
+
+# Item popularity of the random graph: item = floor(num_items * u ** ITEM_SKEW),
+# u uniform, so the density falls as x^(1/ITEM_SKEW - 1): a long tail like
+# check-in and click data, without the dense matrix of the planted generator.
+ITEM_SKEW = 3
+TRAIN_SHARE, VALID_SHARE = 0.8, 0.1
+
+
+# ----------------------------------------------------------------------------
+# Data: the config's split, or a random graph of any size.
+
+
+def random_split(num_users: int, num_items: int, num_train: int,
+                 seed: int) -> data_lib.Split:
+  """A random interaction graph split 80/10/10, in memory linear in interactions.
+
+  Users are uniform, items long-tailed (ITEM_SKEW); pairs are deduplicated as
+  int64 keys user * num_items + item and topped up until there are enough.
+  (Sort and compare, not np.unique: numpy 2.4's unique takes ~40x longer.)
+
+  Args:
+    num_users, num_items: sizes.
+    num_train: training interactions wanted (exactly this many).
+    seed: seeds every draw.
+
+  Returns:
+    A `Split` with train/valid/test sorted by (user, item) and no FN set.
+  """
+  total = math.ceil(num_train / TRAIN_SHARE)
+  if min(num_users, num_items, num_train) < 1 or total > num_users * num_items // 2:
+    raise data_lib.DataError(
+        "--synthetic_users/items/interactions: need positive sizes and at most "
+        f"{TRAIN_SHARE / 2:.0%} of the {num_users} x {num_items} pairs as training pairs")
+  rng = np.random.default_rng(seed)
+  item_ids = rng.permutation(num_items)  # popular items get scattered ids
+  keys = np.empty(0, np.int64)
+  while len(keys) < total:
+    draw = int((total - len(keys)) * 1.2) + 16  # repeats are dropped below
+    users = rng.integers(0, num_users, draw, dtype=np.int64)
+    items = item_ids[(num_items * rng.random(draw) ** ITEM_SKEW).astype(np.int64)]
+    keys = np.sort(np.concatenate([keys, users * num_items + items]))
+    del users, items
+    keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+  surplus = rng.choice(len(keys), len(keys) - total, replace=False)
+  keys = np.delete(keys, surplus)
+  part = np.empty(total, np.int8)  # 0 train, 1 valid, 2 test
+  order = rng.permutation(total)
+  num_valid = round(total * VALID_SHARE)
+  part[order[:num_train]] = 0
+  part[order[num_train:num_train + num_valid]] = 1
+  part[order[num_train + num_valid:]] = 2
+  del order
+
+  def pairs(which: int) -> np.ndarray:
+    chosen = keys[part == which]
+    return np.stack([chosen // num_items, chosen % num_items], 1).astype(np.int32)
+
+  split = data_lib.Split(
+      num_users=num_users, num_items=num_items, train=pairs(0), valid=pairs(1),
+      test=pairs(2), fn=np.zeros((0, 2), np.int32),
+      name=f"random_{num_users}x{num_items}x{num_train}",
+      description=(f"random graph (seed {seed}): users uniform, items long-tailed "
+                   "(u^3); random 80/10/10 train/valid/test split"))
+  data_core.check_split(split)
+  return split
+
+
+def load_split(config) -> data_lib.Split:
+  """The random graph if --synthetic_* are set, else the config's own split."""
+  sizes = (_SYNTHETIC_USERS.value, _SYNTHETIC_ITEMS.value, _SYNTHETIC_INTERACTIONS.value)
+  if any(sizes):
+    return random_split(*sizes, seed=config.data_seed)
+  return data_lib.load_split(config)
+
+
+# ----------------------------------------------------------------------------
+# The run, as train_and_evaluate builds it.
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything `train.train_and_evaluate` builds before its loop."""
+
+  split: data_lib.Split
+  settings: list[dict]
+  model: models.Model
+  topk: tuple[int, ...]
+  graph: Any
+  spec: train.Spec
+  data: train.TrainData
+  valid_set: eval_lib.EvalSet
+  test_set: eval_lib.EvalSet
+  hparams: dict
+  state: train.TrainState
+  epoch_fn: Callable
+  eval_fn: Callable
+
+
+def device_graph(split: data_lib.Split) -> dict:
+  """The normalised adjacency of the training pairs, on device."""
+  return graph_lib.device_graph(graph_lib.normalized_adjacency(
+      split.train, split.num_users, split.num_items))
+
+
+def build_run(config, split: data_lib.Split) -> Run:
+  """The setup part of `train.train_and_evaluate`, without files or resume.
+
+  It mirrors train_and_evaluate line by line (the revealed FN stage is 0);
+  the two should share it once train.py exposes such a helper.
+  """
+  train.check_config(config)
+  train.check_config_against_data(config, split)
+  settings = train.replica_settings(config)
+  topk = tuple(int(k) for k in config.topk)
+  model = models.Model(kind=config.model, num_users=split.num_users,
+                       num_items=split.num_items, embed_dim=config.embed_dim,
+                       num_layers=config.num_layers, propagation=config.propagation)
+  graph = device_graph(split) if config.model == "lightgcn" else None
+  spec = train.Spec(model=model, sampler=config.sampler, pool_size=config.pool_size,
+                    batch_size=config.batch_size, num_train=len(split.train),
+                    has_fn=len(split.fn) > 0)
+  data = train.TrainData(users=jnp.asarray(split.train[:, 0]),
+                         items=jnp.asarray(split.train[:, 1]),
+                         exclude=samplers.sorted_sets(split.train, split.num_users),
+                         false_negatives=samplers.sorted_sets(split.fn, split.num_users))
+  eval_set = functools.partial(eval_lib.eval_set, num_users=split.num_users,
+                               batch_size=config.eval_batch_size)
+  valid_set = eval_set(targets=split.valid, excluded=[split.train])
+  test_set = eval_set(targets=split.test, excluded=[split.train, split.valid])
+  hparams = {name: jnp.asarray([s[name] for s in settings], jnp.float32)
+             for name in ("beta", "alpha", "l2")}
+  state = jax.vmap(functools.partial(train.init_state, model))(
+      jnp.asarray([s["seed"] for s in settings], jnp.uint32),
+      jnp.asarray([s["learning_rate"] for s in settings], jnp.float32))
+  epoch_fn = jax.jit(jax.vmap(functools.partial(train.train_epoch, spec=spec),
+                              in_axes=(0, 0, None, None)), donate_argnums=0)
+  eval_fn = jax.jit(jax.vmap(functools.partial(train.eval_params, model=model, topk=topk),
+                             in_axes=(0, None, None, None)))
+  return Run(split, settings, model, topk, graph, spec, data, valid_set, test_set,
+             hparams, state, epoch_fn, eval_fn)
+
+
+# ----------------------------------------------------------------------------
+# Timing.
+
+
+def _timed(fn: Callable, *args) -> tuple[Any, float]:
+  """(fn(*args), seconds), waiting for every output to be computed."""
+  start = time.perf_counter()
+  out = jax.block_until_ready(fn(*args))
+  return out, time.perf_counter() - start
+
+
+def _compiled(jitted: Callable, *args) -> tuple[Callable, float]:
+  """Ahead-of-time compiles `jitted` for these arguments: (executable, seconds)."""
+  start = time.perf_counter()
+  executable = jitted.lower(*args).compile()
+  return executable, time.perf_counter() - start
+
+
+def time_run(run: Run, *, epochs: int, warmup: int, eval_repeats: int) -> dict:
+  """Compiles and times the run's epoch and evaluation.
+
+  Returns:
+    {"compile_seconds", "train_epoch_seconds", "steps_per_second"} when epochs
+    > 0, and {"eval_compile_seconds", "eval_seconds", "eval_test_seconds"} when
+    eval_repeats > 0 (medians of the timed calls).
+  """
+  out = {}
+  state = run.state
+  if epochs > 0:
+    epoch, out["compile_seconds"] = _compiled(run.epoch_fn, state, run.hparams,
+                                              run.data, run.graph)
+    seconds = []
+    for i in range(warmup + epochs):
+      (state, _), elapsed = _timed(epoch, state, run.hparams, run.data, run.graph)
+      if i >= warmup:
+        seconds.append(elapsed)
+    out["train_epoch_seconds"] = float(np.median(seconds))
+    num_batches = -(-run.spec.num_train // run.spec.batch_size)
+    out["steps_per_second"] = num_batches * len(run.settings) / out["train_epoch_seconds"]
+  if eval_repeats > 0:
+    evaluate, out["eval_compile_seconds"] = _compiled(
+        run.eval_fn, state.params, run.graph, run.valid_set, run.test_set)
+    test_only = jax.jit(jax.vmap(
+        lambda params, graph, test: eval_lib.evaluate(*run.model.embed(params, graph),
+                                                      test, run.topk),
+        in_axes=(0, None, None)))
+    for name, fn, args in (
+        ("eval_seconds", evaluate, (state.params, run.graph, run.valid_set, run.test_set)),
+        ("eval_test_seconds", test_only, (state.params, run.graph, run.test_set))):
+      seconds = [_timed(fn, *args)[1] for _ in range(warmup + eval_repeats)]
+      out[name] = float(np.median(seconds[warmup:]))
+  return out
+
+
+def propagation_seconds(model: models.Model, graph: dict, method: str,
+                        repeats: int) -> float:
+  """Median seconds of one LightGCN forward + backward pass (all layers) by `method`."""
+  model = dataclasses.replace(model, kind="lightgcn", propagation=method)
+  params = model.init(jax.random.PRNGKey(0))
+
+  def loss(params):
+    users, items = model.embed(params, graph)
+    return jnp.sum(users * users) + jnp.sum(items * items)
+
+  step = jax.jit(jax.value_and_grad(loss))
+  _timed(step, params)  # compile
+  return float(np.median([_timed(step, params)[1] for _ in range(repeats)]))
+
+
+def replica_config(config, num_replicas: int):
+  """The config with `num_replicas` seeds and no hyper-parameter sweep."""
+  config = copy.deepcopy(config)
+  config.num_replicas = num_replicas
+  config.replica_sweep = ""
+  return config
+
+
+# ----------------------------------------------------------------------------
+# Memory.
+
+
+def _rss_peak_reset() -> bool:
+  """Restarts the kernel's peak-RSS counter (VmHWM) where Linux allows it."""
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
+def _rss_peak_bytes() -> int:
+  """Peak resident memory of this process: VmHWM (resettable), else ru_maxrss."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def peak_memory() -> tuple[int, str]:
+  """(bytes, source): the device's peak if the backend reports it, else host RSS."""
+  stats = jax.devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    return int(stats["peak_bytes_in_use"]), "device peak_bytes_in_use"
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "host peak RSS (ru_maxrss)"
+
+
+# ----------------------------------------------------------------------------
+# Main.
+
+
+def _print(name: str, value) -> None:
+  if isinstance(value, float):
+    value = f"{value:.6g}"
+  print(f"{name}: {value}", flush=True)
+
+
+def _shapes(config, split: data_lib.Split, replicas: int) -> str:
+  return (f"users={split.num_users} items={split.num_items} train={len(split.train)} "
+          f"embed_dim={config.embed_dim} layers={config.num_layers} "
+          f"pool_size={config.pool_size} batch_size={config.batch_size} "
+          f"replicas={replicas}")
+
+
+def graph_only(config, split: data_lib.Split) -> None:
+  """Times and measures normalized_adjacency + device_graph alone."""
+  _print("shapes", _shapes(config, split, 0))
+  _print("graph_edges", 2 * len(split.train))
+  reset = _rss_peak_reset()
+  graph, seconds = _timed(device_graph, split)
+  _print("graph_build_seconds", seconds)
+  _print("graph_peak_rss_bytes", _rss_peak_bytes())
+  _print("graph_peak_rss_source", "VmHWM reset before the build" if reset
+         else "whole process, including data generation")
+  del graph
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  _print("backend", jax.default_backend())
+  _print("devices", ", ".join(str(d) for d in jax.devices()))
+  try:
+    split, seconds = _timed(load_split, config)
+    _print("data", f"{split.name} ({seconds:.1f} s to load or generate)")
+    if _GRAPH_ONLY.value:
+      graph_only(config, split)
+    else:
+      benchmark(config, split)
+  except (train.ConfigError, data_lib.DataError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  memory, source = peak_memory()
+  _print("peak_memory_bytes", memory)
+  _print("peak_memory_source", source)
+
+
+def benchmark(config, split: data_lib.Split) -> None:
+  """Times the config's run, then the replica and propagation comparisons asked for."""
+  replicas = _REPLICAS.value
+  if replicas > 0:
+    config = replica_config(config, replicas)
+  run = build_run(config, split)
+  _print("shapes", _shapes(config, split, len(run.settings)))
+  times = time_run(run, epochs=_EPOCHS.value, warmup=_WARMUP.value,
+                   eval_repeats=_EVAL_REPEATS.value)
+  for name, value in times.items():
+    _print(name, value)
+  if _EVAL_REPEATS.value > 0:
+    _print("eval_users", int(jnp.sum(run.valid_set.real) + jnp.sum(run.test_set.real)))
+
+  if replicas > 0 and _EPOCHS.value > 0:
+    del run  # its state and compiled programs
+    single = time_run(build_run(replica_config(config, 1), split), epochs=_EPOCHS.value,
+                      warmup=_WARMUP.value, eval_repeats=0)
+    sequential = replicas * single["train_epoch_seconds"]
+    _print("replicas", replicas)
+    _print("single_epoch_seconds", single["train_epoch_seconds"])
+    _print("vmapped_epoch_seconds", times["train_epoch_seconds"])
+    _print("sequential_epoch_seconds", sequential)
+    _print("replica_speedup", sequential / times["train_epoch_seconds"])
+
+  if _PROPAGATION_COMPARE.value:
+    model = models.Model(kind="lightgcn", num_users=split.num_users,
+                         num_items=split.num_items, embed_dim=config.embed_dim,
+                         num_layers=config.num_layers)
+    graph = device_graph(split)
+    for method in graph_lib.PROPAGATIONS:
+      _print(f"propagation_{method}_seconds",
+             propagation_seconds(model, graph, method, _PROPAGATION_REPEATS.value))
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main)
