@@ -407,6 +407,81 @@ def _summary_of(tracker: _Tracker, select_key: str) -> dict:
   return out
 
 
+@dataclasses.dataclass
+class Run:
+  """Everything built once for a run: data on device, the model, jitted functions."""
+
+  config: Any
+  split: data_lib.Split
+  settings: list[dict]
+  spec: Spec
+  graph: Any
+  hparams: dict
+  valid_set: eval_lib.EvalSet
+  test_set: eval_lib.EvalSet
+  reveals: _Reveals
+  topk: tuple[int, ...]
+  epoch_fn: Any  # (state, hparams, data, graph) -> (state, metrics); state donated
+  eval_fn: Any  # (params, graph, valid_set, test_set) -> {"valid/recall@50": (R,), ...}
+
+  def init_state(self) -> TrainState:
+    """The initial state of every replica (leading replica axis)."""
+    init = jax.vmap(functools.partial(init_state, self.spec.model))
+    return init(jnp.asarray([s["seed"] for s in self.settings], jnp.uint32),
+                jnp.asarray([s["learning_rate"] for s in self.settings], jnp.float32))
+
+  def train_data(self, stage: int = 0) -> TrainData:
+    """Training arrays with `stage` 20% subsets of the FN set excluded from sampling."""
+    split = self.split
+    excluded = np.concatenate([split.train, self.reveals.revealed(stage)])
+    return TrainData(users=jnp.asarray(split.train[:, 0]),
+                     items=jnp.asarray(split.train[:, 1]),
+                     exclude=samplers.sorted_sets(excluded, split.num_users),
+                     false_negatives=samplers.sorted_sets(split.fn, split.num_users))
+
+
+def build_run(config, split: data_lib.Split | None = None) -> Run:
+  """Checks the config, loads (or takes) the split and builds the run's pieces.
+
+  Args:
+    config: a config as in configs/default.py.
+    split: use this split instead of loading config.dataset (benchmarks).
+  """
+  check_config(config)
+  if split is None:
+    split = data_lib.load_split(config)
+  check_config_against_data(config, split)
+  logging.info("data: %s, %d users, %d items; %s; counts %s", split.name,
+               split.num_users, split.num_items, split.description, split.counts())
+  settings = replica_settings(config)
+  if config.reveal_fraction > 0 and config.reveal_start < 0 and len(settings) > 1:
+    raise ConfigError("config.reveal_start: set an explicit epoch when training "
+                      "several replicas (the automatic start follows one run's peak)")
+  topk = tuple(int(k) for k in config.topk)
+  model = models.Model(kind=config.model, num_users=split.num_users,
+                       num_items=split.num_items, embed_dim=config.embed_dim,
+                       num_layers=config.num_layers, propagation=config.propagation)
+  graph = (graph_lib.device_graph(graph_lib.normalized_adjacency(
+      split.train, split.num_users, split.num_items)) if config.model == "lightgcn" else None)
+  spec = Spec(model=model, sampler=config.sampler, pool_size=config.pool_size,
+              batch_size=config.batch_size, num_train=len(split.train),
+              has_fn=len(split.fn) > 0)
+  eval_batch = config.eval_batch_size
+  return Run(
+      config=config, split=split, settings=settings, spec=spec, graph=graph,
+      hparams={name: jnp.asarray([s[name] for s in settings], jnp.float32)
+               for name in ("beta", "alpha", "l2")},
+      valid_set=eval_lib.eval_set(targets=split.valid, excluded=[split.train],
+                                  num_users=split.num_users, batch_size=eval_batch),
+      test_set=eval_lib.eval_set(targets=split.test, excluded=[split.train, split.valid],
+                                 num_users=split.num_users, batch_size=eval_batch),
+      reveals=_Reveals(config, split.fn), topk=topk,
+      epoch_fn=jax.jit(jax.vmap(functools.partial(train_epoch, spec=spec),
+                                in_axes=(0, 0, None, None)), donate_argnums=0),
+      eval_fn=jax.jit(jax.vmap(functools.partial(eval_params, model=model, topk=topk),
+                               in_axes=(0, None, None, None))))
+
+
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   """Trains as `config` says, writing outputs into `workdir`; resumes if it can.
 
@@ -418,52 +493,14 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
     The summary: best_epoch, valid/recall@K, test metrics at the best epoch,
     train_seconds, seconds_per_epoch (and per-replica summaries if several).
   """
-  check_config(config)
-  workdir = pathlib.Path(workdir)
+  workdir = pathlib.Path(workdir).resolve()  # orbax wants absolute paths
+  run = build_run(config)
   workdir.mkdir(parents=True, exist_ok=True)
-  split = data_lib.load_split(config)
-  check_config_against_data(config, split)
-  logging.info("data: %s, %d users, %d items; %s; counts %s", split.name,
-               split.num_users, split.num_items, split.description, split.counts())
-  settings = replica_settings(config)
-  if config.reveal_fraction > 0 and config.reveal_start < 0 and len(settings) > 1:
-    raise ConfigError("config.reveal_start: set an explicit epoch when training "
-                      "several replicas (the automatic start follows one run's peak)")
   _json_dump(workdir / "config.json", json.loads(config.to_json()))
-
-  topk = tuple(int(k) for k in config.topk)
-  select_key = f"valid/recall@{max(topk)}"
-  model = models.Model(kind=config.model, num_users=split.num_users,
-                       num_items=split.num_items, embed_dim=config.embed_dim,
-                       num_layers=config.num_layers, propagation=config.propagation)
-  graph = (graph_lib.device_graph(graph_lib.normalized_adjacency(
-      split.train, split.num_users, split.num_items)) if config.model == "lightgcn" else None)
-  spec = Spec(model=model, sampler=config.sampler, pool_size=config.pool_size,
-              batch_size=config.batch_size, num_train=len(split.train),
-              has_fn=len(split.fn) > 0)
-  reveals = _Reveals(config, split.fn)
-
-  def train_data(stage: int) -> TrainData:
-    excluded = np.concatenate([split.train, reveals.revealed(stage)])
-    return TrainData(users=jnp.asarray(split.train[:, 0]),
-                     items=jnp.asarray(split.train[:, 1]),
-                     exclude=samplers.sorted_sets(excluded, split.num_users),
-                     false_negatives=samplers.sorted_sets(split.fn, split.num_users))
-
-  valid_set = eval_lib.eval_set(targets=split.valid, excluded=[split.train],
-                                num_users=split.num_users, batch_size=config.eval_batch_size)
-  test_set = eval_lib.eval_set(targets=split.test, excluded=[split.train, split.valid],
-                               num_users=split.num_users, batch_size=config.eval_batch_size)
-  hparams = {name: jnp.asarray([s[name] for s in settings], jnp.float32)
-             for name in ("beta", "alpha", "l2")}
-  state = jax.vmap(functools.partial(init_state, model))(
-      jnp.asarray([s["seed"] for s in settings], jnp.uint32),
-      jnp.asarray([s["learning_rate"] for s in settings], jnp.float32))
+  settings, spec, reveals, graph = run.settings, run.spec, run.reveals, run.graph
+  select_key = f"valid/recall@{max(run.topk)}"
+  state = run.init_state()
   best_state = jax.tree_util.tree_map(jnp.copy, state)  # state is donated
-  epoch_fn = jax.jit(jax.vmap(functools.partial(train_epoch, spec=spec),
-                              in_axes=(0, 0, None, None)), donate_argnums=0)
-  eval_fn = jax.jit(jax.vmap(functools.partial(eval_params, model=model, topk=topk),
-                             in_axes=(0, None, None, None)))
 
   trackers = [_Tracker() for _ in settings]
   meta = {"epoch": 0, "train_seconds": 0.0, "epoch_seconds": [],
@@ -481,7 +518,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
 
   epoch = meta["epoch"]
   stage = reveals.stage_at(epoch)
-  data = train_data(stage)
+  data = run.train_data(stage)
   evals_since_save = 0
   bar = tqdm.tqdm(total=config.num_epochs, initial=epoch, disable=not config.progress,
                   desc=f"{config.dataset}/{config.model}/{config.sampler}", unit="epoch")
@@ -489,7 +526,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   window = {"loss": 0.0, "fn_hits": 0.0, "count": 0.0}
   while epoch < config.num_epochs and not all(t.stopped for t in trackers):
     epoch_start = time.time()
-    state, out = epoch_fn(state, hparams, data, graph)
+    state, out = run.epoch_fn(state, run.hparams, data, graph)
     out = jax.device_get(out)
     meta["epoch_seconds"].append(time.time() - epoch_start)
     epoch += 1
@@ -505,7 +542,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
     if epoch % config.eval_every and epoch != config.num_epochs:
       continue
 
-    results = jax.device_get(eval_fn(state.params, graph, valid_set, test_set))
+    results = jax.device_get(run.eval_fn(state.params, graph, run.valid_set, run.test_set))
     improved = np.zeros(len(settings), bool)
     seconds = time.time() - window_start
     lines = []
@@ -537,7 +574,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
     new_stage = reveals.stage_at(epoch)
     if new_stage != stage:
       stage = new_stage
-      data = train_data(stage)
+      data = run.train_data(stage)
       logging.info("epoch %d: revealed %.0f%% of the FN set to the sampler", epoch,
                    100 * stage * REVEAL_STEP)
     meta.update(epoch=epoch, trackers=[dataclasses.asdict(t) for t in trackers],
@@ -557,7 +594,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   timing = {"train_seconds": meta["train_seconds"],
             "seconds_per_epoch": float(np.median(meta["epoch_seconds"]))
             if meta["epoch_seconds"] else 0.0,
-            "epochs_run": epoch, "data": split.description}
+            "epochs_run": epoch, "data": run.split.description}
   if len(settings) == 1:
     summary = {**summaries[0], **timing}
   else:

@@ -9,6 +9,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
+# Tests that need a real dataset read it from ../shared/data (CI has it there).
+os.environ.setdefault("PDNS_DATA_DIR", str(SHARED_DATA))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -179,3 +179,10 @@ def test_non_finite_loss_stops_naming_epoch_and_step_and_keeps_checkpoint(tmp_pa
   steps = [int(p.name) for p in (tmp_path / "checkpoints" / "latest").glob("[0-9]*")
            if p.name.isdigit()]
   assert steps == [2]
+
+
+def test_relative_workdir(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  summary = train.train_and_evaluate(_config(num_epochs=1), "relative/run")
+  assert (tmp_path / "relative" / "run" / "summary.json").is_file()
+  assert summary["best_epoch"] == 1
