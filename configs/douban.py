@@ -17,7 +17,7 @@ from configs import paper_settings
 
 
 def get_config(arg: str = ""):
-  c, _ = paper_settings.dataset_config("douban", arg)
+  c = paper_settings.dataset_config("douban", arg)
   c.split = "fn"
   c.beta = 0.1
   return c.lock()

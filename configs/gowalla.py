@@ -18,5 +18,5 @@ from configs import paper_settings
 
 
 def get_config(arg: str = ""):
-  c, _ = paper_settings.dataset_config("gowalla", arg)
+  c = paper_settings.dataset_config("gowalla", arg)
   return c.lock()

@@ -27,6 +27,9 @@ TABLE = {
     ("mf", "gowalla"): dict(pool_size=64, learning_rate=0.001, embed_dim=64, l2=0.01,
                             beta=0.2),
 }
+# The paper's random user subsets (Table 1), drawn from users with >= 10
+# interactions; "smoke" draws 1,000.
+SUBSET_USERS = {"taobao": 22_976, "tmall": 10_000}
 VARIANTS = ("mf", "smoke")
 
 
@@ -38,7 +41,7 @@ def dataset_config(dataset: str, arg: str = ""):
     arg: the config argument, comma-separated VARIANTS ("" = LightGCN).
 
   Returns:
-    (config, variants): the caller adds its own fields, then locks.
+    The config, unlocked: the caller adds its own fields, then locks it.
   """
   variants = {v.strip() for v in arg.split(",") if v.strip()}
   if variants - set(VARIANTS):
@@ -50,6 +53,8 @@ def dataset_config(dataset: str, arg: str = ""):
   c.model = "mf" if "mf" in variants else "lightgcn"
   c.sampler = "pdns"
   c.update(TABLE[(c.model, dataset)])
+  if dataset in SUBSET_USERS:
+    c.subset.num_users = 1_000 if "smoke" in variants else SUBSET_USERS[dataset]
   if "smoke" in variants:
     c.embed_dim, c.num_epochs, c.eval_every, c.progress = 8, 2, 1, False
-  return c, variants
+  return c

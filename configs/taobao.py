@@ -19,6 +19,5 @@ from configs import paper_settings
 
 
 def get_config(arg: str = ""):
-  c, variants = paper_settings.dataset_config("taobao", arg)
-  c.subset.num_users = 1_000 if "smoke" in variants else 22_976
+  c = paper_settings.dataset_config("taobao", arg)
   return c.lock()

@@ -19,6 +19,5 @@ from configs import paper_settings
 
 
 def get_config(arg: str = ""):
-  c, variants = paper_settings.dataset_config("tmall", arg)
-  c.subset.num_users = 1_000 if "smoke" in variants else 10_000
+  c = paper_settings.dataset_config("tmall", arg)
   return c.lock()

@@ -31,6 +31,7 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from pdns_jax import data as data_lib
+from pdns_jax.data import stats as data_stats
 from pdns_jax import evaluate as eval_lib
 from pdns_jax import graph as graph_lib
 from pdns_jax import losses
@@ -451,8 +452,14 @@ def build_run(config, split: data_lib.Split | None = None) -> Run:
   if split is None:
     split = data_lib.load_split(config)
   check_config_against_data(config, split)
-  logging.info("data: %s, %d users, %d items; %s; counts %s", split.name,
-               split.num_users, split.num_items, split.description, split.counts())
+  logging.info("data: %s, %d users, %d items, from %s", split.name, split.num_users,
+               split.num_items, split.source or "(source not recorded)")
+  logging.info("split: %s; counts %s", split.description, split.counts())
+  paper = data_stats.PAPER_TABLE1.get(split.name)
+  if paper is not None:
+    logging.info("paper's Table 1 for %s: %d users, %d items, %d interactions (here: %d)",
+                 split.name, paper.users, paper.items, paper.interactions,
+                 sum(split.counts().values()))
   settings = replica_settings(config)
   if config.reveal_fraction > 0 and config.reveal_start < 0 and len(settings) > 1:
     raise ConfigError("config.reveal_start: set an explicit epoch when training "

@@ -40,7 +40,7 @@ def test_stats_over_shared_data(monkeypatch, capsys):
                                          f"{paper.interactions:,}"]
   assert rows[("synthetic", "ours")][4] != "-"
   assert out.count("SUBSTITUTE, not the paper's Tianchi subset") == 2
-  assert "differs because the paper keeps 2,862 users" in out
+  assert "note: the paper keeps 2,862 users" in out
 
 
 def test_absent_datasets_are_listed_with_how_to_get_them(tmp_path):

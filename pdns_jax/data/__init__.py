@@ -60,6 +60,10 @@ LOADERS: dict[str, Callable[[pathlib.Path, object], Interactions]] = {
     "tmall": _tianchi_loader("tmall"),
 }
 
+# The folder under the data directory that holds each dataset's files.
+DATASET_FOLDERS = {"ml100k": "ml-100k", "douban": "douban", "gowalla": "gowalla",
+                   "taobao": "taobao", "tmall": "tmall"}
+
 # Where each dataset comes from, for the message shown when a file is missing.
 HOW_TO_OBTAIN = {
     "ml100k": ("run `python -m pdns_jax.data.download ml100k`, or download "
@@ -119,10 +123,25 @@ def load_interactions(config) -> Interactions:
   return LOADERS[config.dataset](resolve_data_dir(config.get("data_dir")), config)
 
 
+def _files_state(folder: pathlib.Path) -> list:
+  """Name, size and modification time of every file under a dataset folder.
+
+  Part of the cache key, so that adding, replacing or removing a source file
+  (say the raw Tianchi log beside the substitute) builds a new split.
+  """
+  if not folder.is_dir():
+    return []
+  return sorted((str(p.relative_to(folder)), p.stat().st_size, int(p.stat().st_mtime))
+                for p in folder.rglob("*") if p.is_file())
+
+
 def _cache_key(config) -> str:
+  data_dir = resolve_data_dir(config.get("data_dir")).resolve()
+  folder = DATASET_FOLDERS.get(config.dataset)
   fields = {"version": CACHE_VERSION, "dataset": config.dataset,
             "split": config.split, "data_seed": config.data_seed,
-            "data_dir": str(resolve_data_dir(config.get("data_dir")).resolve())}
+            "data_dir": str(data_dir),
+            "files": _files_state(data_dir / folder) if folder else []}
   for name in ("synthetic", "subset"):
     if name in config:
       fields[name] = config[name].to_dict()

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 # Bump when a split's definition changes, so stale caches are not reused.
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 
 
 class DataError(ValueError):
@@ -69,7 +69,8 @@ class Split:
   """Train / valid / test (and false-negative) pairs, each int32 (n, 2) of (user, item).
 
   `fn` is empty unless the split is the 4:1:1 simulation split (PAPER.md 5).
-  `description` says how the split was made; runs print it.
+  `description` says how the split was made and `source` which files the data
+  came from; runs print both.
   """
 
   num_users: int
@@ -80,13 +81,14 @@ class Split:
   fn: np.ndarray
   name: str
   description: str
+  source: str = ""
 
   def save(self, path: pathlib.Path) -> None:
     """Writes the split as one npz, atomically (temp file + rename)."""
     arrays = {k: getattr(self, k) for k in ("train", "valid", "test", "fn")}
     meta = np.array([self.num_users, self.num_items], np.int64)
     atomic_write(path, lambda f: np.savez(
-        f, meta=meta, name=np.array(self.name),
+        f, meta=meta, name=np.array(self.name), source=np.array(self.source),
         description=np.array(self.description), **arrays))
 
   @classmethod
@@ -94,7 +96,7 @@ class Split:
     with np.load(path) as z:
       num_users, num_items = (int(v) for v in z["meta"])
       return cls(num_users, num_items, z["train"], z["valid"], z["test"],
-                 z["fn"], str(z["name"]), str(z["description"]))
+                 z["fn"], str(z["name"]), str(z["description"]), str(z["source"]))
 
   def counts(self) -> dict:
     return {k: len(getattr(self, k)) for k in ("train", "valid", "test", "fn")}
@@ -227,7 +229,7 @@ def make_split(data: Interactions, kind: str = "paper", seed: int = 0) -> Split:
       num_users=data.num_users, num_items=data.num_items,
       train=_pairs(users, items, in_train), valid=_pairs(users, items, in_valid),
       test=_pairs(users, items, test_mask), fn=_pairs(users, items, fn_mask),
-      name=data.name, description=description)
+      name=data.name, description=description, source=data.source)
   check_split(split)
   return split
 

@@ -16,6 +16,7 @@ import numpy as np
 from pdns_jax import data as data_lib
 from pdns_jax.data.core import DataError, Interactions, compact_ids, dedupe
 from pdns_jax.data.io import iter_rows, parse_ints
+from pdns_jax.data.tables import plain_or_gz
 
 SUBFOLDERS = ("", "lightgcn_raw")
 
@@ -28,9 +29,9 @@ def find_file(data_dir: pathlib.Path, name: str) -> pathlib.Path:
   """
   folder = pathlib.Path(data_dir) / "gowalla"
   for sub in SUBFOLDERS:
-    for candidate in (folder / sub / name, folder / sub / (name + ".gz")):
-      if candidate.is_file():
-        return candidate
+    found = plain_or_gz(folder / sub / name)
+    if found:
+      return found
   return data_lib.require_file(folder / name, "gowalla")
 
 

@@ -17,7 +17,7 @@ import pathlib
 from pdns_jax import data as data_lib
 from pdns_jax.data import tianchi
 from pdns_jax.data.core import Interactions
-from pdns_jax.data.tables import TableSpec, iter_table
+from pdns_jax.data.tables import TableSpec, iter_table, plain_or_gz
 
 # train.txt is byte-identical to buy.txt in both releases, so it is not read.
 BEHAVIOURS = {
@@ -39,23 +39,16 @@ def behaviour_files(data_dir: pathlib.Path, dataset: str) -> list[pathlib.Path]:
   folder = pathlib.Path(data_dir) / dataset
   paths = []
   for behaviour in BEHAVIOURS[dataset] + OPTIONAL:
-    found = [p for p in (folder / f"{behaviour}.txt", folder / f"{behaviour}.txt.gz")
-             if p.is_file()]
+    found = plain_or_gz(folder / f"{behaviour}.txt")
     if found:
-      paths.append(found[0])
+      paths.append(found)
     elif behaviour not in OPTIONAL:
       data_lib.require_file(folder / f"{behaviour}.txt", dataset)
   return paths
 
 
 def load(data_dir: pathlib.Path, dataset: str, config) -> Interactions:
-  """The MULE substitute for "taobao" or "tmall", preprocessed as the paper's.
-
-  Args:
-    data_dir: folder holding the dataset folders.
-    dataset: "taobao" or "tmall".
-    config: reads subset.min_interactions, subset.num_users and data_seed.
-  """
+  """The MULE substitute for "taobao" or "tmall"; arguments as `tianchi.load`."""
   paths = behaviour_files(data_dir, dataset)
 
   def chunks():

@@ -47,6 +47,14 @@ class TableSpec:
   header: Optional[str] = None
 
 
+def plain_or_gz(path: pathlib.Path) -> Optional[pathlib.Path]:
+  """`path` if it is a file, else `path.gz` if that is, else None."""
+  for candidate in (pathlib.Path(path), pathlib.Path(f"{path}.gz")):
+    if candidate.is_file():
+      return candidate
+  return None
+
+
 def iter_table(path: pathlib.Path, spec: TableSpec,
                chunk_bytes: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
   """Yields int64 (rows, len(spec.columns)) arrays, one per chunk of the file.

@@ -8,10 +8,11 @@ of them where fewer qualify, and the source string says so). make_split then
 holds out the latest 10% per user.
 
 The logs are gigabytes (UserBehavior.csv: about 100M rows), so they are
-streamed, twice: pass 1 counts rows per user, since a user with fewer rows than
-the threshold cannot qualify; pass 2 keeps only the rows of users visited in a
-seeded random order until enough of them qualify. Memory grows with the number
-of users and kept interactions, never with the file.
+streamed, in chunks and twice: pass 1 counts rows per user, since a user with
+fewer rows than the threshold cannot qualify; pass 2 keeps only the rows of
+users visited in a seeded random order until enough of them qualify. Memory
+grows with the number of users and the rows of the users a pass keeps (about
+twice the subset), never with the file; with num_users = 0 one pass keeps all.
 
 Where the raw file is absent, `load` falls back to the public substitutes
 (substitutes.py), which go through the same `preprocess`.
@@ -26,7 +27,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from pdns_jax.data.core import DataError, Interactions, compact_ids, dedupe
-from pdns_jax.data.tables import CHUNK_BYTES, TableSpec, iter_table
+from pdns_jax.data.tables import CHUNK_BYTES, TableSpec, iter_table, plain_or_gz
 
 # Users whose rows one selection pass keeps at least (see preprocess).
 MIN_BATCH_USERS = 1 << 16
@@ -58,11 +59,7 @@ RAW_LOGS = {
 
 def find_raw(data_dir: pathlib.Path, dataset: str) -> Optional[pathlib.Path]:
   """The raw log `<data_dir>/<dataset>/<file>[.gz]`, or None where absent."""
-  for name in (RAW_LOGS[dataset].filename, RAW_LOGS[dataset].filename + ".gz"):
-    path = pathlib.Path(data_dir) / dataset / name
-    if path.is_file():
-      return path
-  return None
+  return plain_or_gz(pathlib.Path(data_dir) / dataset / RAW_LOGS[dataset].filename)
 
 
 def load(data_dir: pathlib.Path, dataset: str, config) -> Interactions:
