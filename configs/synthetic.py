@@ -1,8 +1,9 @@
 """Built-in synthetic data with a planted FN set: the no-download default.
 
-Run (about a minute on a 2-core CPU):
+Run (about 15 seconds on a 2-core CPU):
   python -m pdns_jax.main --config=configs/synthetic.py --workdir=/tmp/run
-Expect test Recall@50 of roughly 0.3 for LightGCN + PDNS after 40 epochs.
+Seen: LightGCN + PDNS stops early at epoch 30 with the best validation epoch 10,
+test Recall@50 0.563, NDCG@50 0.333 (seed 0).
 Smoke variant for tests: --config=configs/synthetic.py:smoke
 """
 

@@ -568,8 +568,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
       f.write("".join(json.dumps(l) + "\n" for l in lines))
     bar.set_postfix(loss=f"{lines[0]['loss']:.4f}",
                     **{select_key: f"{lines[0][select_key]:.4f}"})
-    logging.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in lines[0].items()
-                                         if isinstance(v, float)})
+    for line in lines:
+      _report(bar if config.progress else None, line)
     window = {"loss": 0.0, "fn_hits": 0.0, "count": 0.0}
     window_start = time.time()
 
@@ -610,6 +610,23 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   _json_dump(workdir / "summary.json", summary)
   logging.info("summary: %s", summary)
   return summary
+
+
+def _report(bar, line: dict) -> None:
+  """One readable line per evaluation, above the progress bar when there is one."""
+  def group(prefix):
+    return " ".join(f"{k[len(prefix):]} {v:.4f}" for k, v in sorted(line.items())
+                    if k.startswith(prefix))
+  text = (f"epoch {line['epoch']}: loss {line['loss']:.4f} | valid {group('valid/')} | "
+          f"test {group('test/')}")
+  if "fn_hit_rate" in line:
+    text += f" | fn_hit_rate {line['fn_hit_rate']:.4f} revealed {line['revealed']:.1f}"
+  if "replica" in line:
+    text = f"replica {line['replica']} " + text
+  if bar is not None:
+    bar.write(text)
+  else:
+    logging.info("%s", text)
 
 
 def _tensorboard(config, workdir: pathlib.Path):
