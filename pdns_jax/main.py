@@ -45,11 +45,15 @@ def main(argv):
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  keys = [k for k in summary if k.startswith(("best_epoch", "valid/", "test/"))]
-  print("final (test at the best validation epoch):",
-        ", ".join(f"{k}={summary[k]:.4f}" if isinstance(summary[k], float)
-                  else f"{k}={summary[k]}" for k in keys))
+  for replica in summary.get("replicas", [summary]):
+    label = f"{replica['hparams']}: " if "hparams" in replica else ""
+    print(f"final {label}(test at the best validation epoch)",
+          ", ".join(_format(k, replica[k]) for k in replica
+                    if k.startswith(("best_epoch", "valid/", "test/"))))
 
+
+def _format(key, value):
+  return f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
 
 if __name__ == "__main__":
   app.run(main)

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pdns_jax.data.core import unique_pairs
+
 SAMPLERS = ("rns", "dns", "pdns", "mix", "mixgcf")
 
 
@@ -41,8 +43,7 @@ class SortedSets:
 
 def sorted_sets(pairs: np.ndarray, num_users: int) -> SortedSets:
   """Builds `SortedSets` on the host from int (n, 2) (user, item) pairs."""
-  pairs = np.unique(np.asarray(pairs, np.int64).reshape(-1, 2), axis=0)
-  users, items = pairs[:, 0], pairs[:, 1]
+  users, items = unique_pairs(pairs)
   sizes = np.bincount(users, minlength=num_users)
   indptr = np.concatenate([[0], np.cumsum(sizes)])
   local = np.arange(len(items)) - indptr[users]

@@ -127,11 +127,25 @@ def compact_ids(raw_users: np.ndarray, raw_items: np.ndarray):
   return users.astype(np.int64), items.astype(np.int64), len(user_ids), len(item_ids)
 
 
+def unique_pairs(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Distinct (user, item) pairs sorted by user then item, as two int64 arrays.
+
+  Sorts one int64 key per pair: much faster than np.unique(axis=0).
+  """
+  pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+  if len(pairs) == 0:
+    return pairs[:, 0], pairs[:, 1]
+  stride = int(pairs[:, 1].max()) + 1
+  keys = np.sort(pairs[:, 0] * stride + pairs[:, 1])
+  keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+  return keys // stride, keys % stride
+
+
 def dedupe(users, items, timestamps=None):
   """Collapses repeated (user, item) pairs to one, keeping the latest timestamp."""
   if timestamps is None:
-    pairs = np.unique(np.stack([users, items], 1), axis=0)
-    return pairs[:, 0], pairs[:, 1], None
+    users, items = unique_pairs(np.stack([users, items], 1))
+    return users, items, None
   order = np.lexsort((-timestamps, items, users))
   u, i, t = users[order], items[order], timestamps[order]
   first = np.ones(len(u), bool)
