@@ -42,7 +42,6 @@ def main(argv):
   try:
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (train.ConfigError, data_lib.DataError, train.NonFiniteLossError) as e:
-    logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   for replica in summary.get("replicas", [summary]):
