@@ -25,16 +25,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from pdns_jax import experiments  # pylint: disable=g-import-not-at-top
 
-_CONFIG = flags.DEFINE_string(
-    "config", None, "Base config file with optional :arg, e.g. configs/ml100k.py:mf.")
-_GRID = flags.DEFINE_string(
-    "grid", "", "Axes 'field=v1,v2;field2=v1,v2' (dotted names for nested fields).")
-_SEEDS = flags.DEFINE_integer("seeds", 1, "Seeds per point: config.seed, config.seed+1, ...")
-_OUT = flags.DEFINE_string("out", None, "Output folder (runs/, runs.csv, aggregate.md).")
-_VMAP = flags.DEFINE_enum("vmap", "auto", experiments.VMAP_MODES,
-                          "Train replica-only variation as one vmapped run.")
-flags.mark_flags_as_required(["config", "out"])
-
 
 def sweep(config_spec: str, grid: str, seeds: int, out: str, vmap: str = "auto",
           overrides=()) -> list[dict]:
@@ -64,6 +54,20 @@ def sweep(config_spec: str, grid: str, seeds: int, out: str, vmap: str = "auto",
   return rows
 
 
-if __name__ == "__main__":
+def main():
+  """The command line (flags are defined here so that importing defines none)."""
+  config = flags.DEFINE_string(
+      "config", None, "Base config file with optional :arg, e.g. configs/ml100k.py:mf.")
+  grid = flags.DEFINE_string(
+      "grid", "", "Axes 'field=v1,v2;field2=v1,v2' (dotted names for nested fields).")
+  seeds = flags.DEFINE_integer("seeds", 1, "Seeds per point: config.seed, config.seed+1, ...")
+  out = flags.DEFINE_string("out", None, "Output folder (runs/, runs.csv, aggregate.md).")
+  vmap = flags.DEFINE_enum("vmap", "auto", experiments.VMAP_MODES,
+                           "Train replica-only variation as one vmapped run.")
+  flags.mark_flags_as_required(["config", "out"])
   experiments.run_cli(lambda overrides: sweep(
-      _CONFIG.value, _GRID.value, _SEEDS.value, _OUT.value, _VMAP.value, overrides))
+      config.value, grid.value, seeds.value, out.value, vmap.value, overrides))
+
+
+if __name__ == "__main__":
+  main()

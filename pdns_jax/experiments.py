@@ -188,6 +188,7 @@ class Run:
 
 
 def format_value(value) -> str:
+  """A value as run names and tables write it (floats in %g: 0.05, 1e-04)."""
   return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -399,6 +400,7 @@ def best_setting(settings: Sequence[Setting], key: str) -> int:
 
 
 def mean_std(setting: Setting, metric: str, digits: int = 4) -> str:
+  """`mean ± std` of a metric (just the mean for one seed)."""
   text = f"{setting.mean[metric]:.{digits}f}"
   return text + (f" ± {setting.std[metric]:.{digits}f}" if setting.seeds > 1 else "")
 

@@ -125,15 +125,13 @@ class Panel:
   marks: Sequence[float] = ()  # epochs marked by a dotted vertical line
 
 
-def draw(panels: Sequence[Panel], out: str | pathlib.Path, title: str = "",
-         legend_title: str = "") -> pathlib.Path:
+def draw(panels: Sequence[Panel], out: str | pathlib.Path, title: str = "") -> pathlib.Path:
   """Draws panels side by side into a PNG (one legend per panel).
 
   Args:
     panels: what to draw.
     out: the PNG path (folders are created).
     title: the figure's title.
-    legend_title: heading of the legends, e.g. "H" or "c".
 
   Returns:
     The path written.
@@ -150,7 +148,8 @@ def draw(panels: Sequence[Panel], out: str | pathlib.Path, title: str = "",
         s = curve.spread[panel.metric]
         axes.fill_between(curve.epochs, y - s, y + s, color=line.get_color(), alpha=0.15,
                           linewidth=0)
-    for epoch in panel.marks:
+    last = max((c.epochs.max() for c in panel.curves if len(c.epochs)), default=0)
+    for epoch in (m for m in panel.marks if m <= last):
       axes.axvline(epoch, color="grey", linestyle=":", linewidth=1)
     axes.set_title(panel.title)
     axes.set_xlabel("Epoch")
@@ -158,7 +157,7 @@ def draw(panels: Sequence[Panel], out: str | pathlib.Path, title: str = "",
     axes.set_ylabel(metric_label(panel.metric))
     axes.grid(alpha=0.3)
     if axes.lines:
-      axes.legend(title=legend_title or None, fontsize="small")
+      axes.legend(fontsize="small")
   if title:
     figure.suptitle(title)
   out = pathlib.Path(out)

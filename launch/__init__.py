@@ -1,0 +1,1 @@
+"""Command-line entry points: sweep.py (grids of runs) and paper.py (the paper's experiments)."""
