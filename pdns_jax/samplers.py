@@ -41,18 +41,33 @@ class SortedSets:
     return self.indptr[1:] - self.indptr[:-1]
 
 
-def sorted_sets(pairs: np.ndarray, num_users: int) -> SortedSets:
-  """Builds `SortedSets` on the host from int (n, 2) (user, item) pairs."""
+def sorted_sets(pairs: np.ndarray, num_users: int,
+                like: np.ndarray | None = None) -> SortedSets:
+  """Builds `SortedSets` on the host from int (n, 2) (user, item) pairs.
+
+  Args:
+    pairs: the (user, item) pairs; repeats are dropped.
+    num_users: number of users.
+    like: optional superset of `pairs`. The arrays are then padded to its size
+      and searched with its step count, so that every subset of it has the same
+      shapes and a jitted function taking them never recompiles (the simulation
+      grows the excluded set in stages).
+  """
   users, items = unique_pairs(pairs)
   sizes = np.bincount(users, minlength=num_users)
   indptr = np.concatenate([[0], np.cumsum(sizes)])
   local = np.arange(len(items)) - indptr[users]
-  steps = int(np.ceil(np.log2(max(int(sizes.max(initial=0)), 1) + 1))) + 1
-  if len(items) == 0:  # keep gathers in bounds for an empty set
-    items = local = np.zeros(1, np.int64)
+  gaps = items - local
+  largest_sizes = sizes if like is None else np.bincount(unique_pairs(like)[0],
+                                                         minlength=num_users)
+  steps = int(np.ceil(np.log2(max(int(largest_sizes.max(initial=0)), 1) + 1))) + 1
+  # Entries past indptr[-1] are never reached by a search; they only fix the shape
+  # (and keep gathers in bounds for an empty set).
+  capacity = max(1, len(items) if like is None else len(unique_pairs(like)[0]))
+  padding = np.zeros(capacity - len(items), np.int64)
   return SortedSets(indptr=jnp.asarray(indptr, jnp.int32),
-                    items=jnp.asarray(items, jnp.int32),
-                    gaps=jnp.asarray(items - local, jnp.int32),
+                    items=jnp.asarray(np.concatenate([items, padding]), jnp.int32),
+                    gaps=jnp.asarray(np.concatenate([gaps, padding]), jnp.int32),
                     search_steps=steps)
 
 

@@ -435,9 +435,11 @@ class Run:
     """Training arrays with `stage` 20% subsets of the FN set excluded from sampling."""
     split = self.split
     excluded = np.concatenate([split.train, self.reveals.revealed(stage)])
+    everything = np.concatenate([split.train, self.reveals.revealed(self.reveals.stages)])
     return TrainData(users=jnp.asarray(split.train[:, 0]),
                      items=jnp.asarray(split.train[:, 1]),
-                     exclude=samplers.sorted_sets(excluded, split.num_users),
+                     exclude=samplers.sorted_sets(excluded, split.num_users,
+                                                  like=everything),
                      false_negatives=samplers.sorted_sets(split.fn, split.num_users))
 
 

@@ -97,3 +97,15 @@ def test_search_steps_cover_large_sets(size):
                                             num_items, 3000))
   assert np.all(pool % 2 == 1) and pool.max() < num_items
   assert len(set(pool.tolist())) == min(size, 3000) or size > 200
+
+
+def test_padded_subsets_share_shapes_and_sample_the_same():
+  full = np.array([(0, 1), (0, 2), (0, 5), (1, 0), (1, 3)])
+  subset = full[[0, 3]]
+  plain = _sets(subset, 2)
+  padded = samplers.sorted_sets(subset, 2, like=full)
+  whole = _sets(full, 2)
+  assert padded.items.shape == whole.items.shape
+  assert padded.search_steps == whole.search_steps
+  draw = lambda sets: samplers.candidate_pool(jax.random.PRNGKey(0), jnp.int32(0), sets, 6, 500)
+  np.testing.assert_array_equal(draw(plain), draw(padded))

@@ -91,7 +91,7 @@ def test_rerun_after_finish_and_resume_after_stop_match_uninterrupted(tmp_path):
 
 def _command(workdir, *extra):
   return [sys.executable, "-m", "pdns_jax.main", "--config=configs/synthetic.py:smoke",
-          f"--workdir={workdir}", "--config.num_epochs=40", "--config.patience=1000",
+          f"--workdir={workdir}", "--config.num_epochs=100", "--config.patience=1000",
           "--config.tensorboard=False", *extra]
 
 
@@ -118,7 +118,7 @@ def test_run_killed_mid_way_resumes_to_the_same_summary(tmp_path):
   b = json.loads((killed / "summary.json").read_text())
   assert _metrics(a) == _metrics(b)
   epochs = [json.loads(l)["epoch"] for l in (killed / "metrics.jsonl").read_text().splitlines()]
-  assert epochs == list(range(1, 41))
+  assert epochs == list(range(1, 101))
 
 
 def test_replicas_match_single_runs(tmp_path):
