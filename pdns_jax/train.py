@@ -515,7 +515,12 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   meta = {"epoch": 0, "train_seconds": 0.0, "epoch_seconds": [],
           "reveal_start": reveals.start}
   checkpoints = _Checkpoints(workdir)
-  restored = checkpoints.restore(state)
+  try:
+    restored = checkpoints.restore(state)
+  except (ValueError, KeyError, TypeError) as e:
+    raise ConfigError(
+        f"workdir {workdir} holds checkpoints of a differently shaped run ({e}); "
+        "use a new --workdir, or the config that wrote them") from e
   if restored is not None:
     state, best_state, meta = restored
     trackers = [_Tracker(**t) for t in meta["trackers"]]

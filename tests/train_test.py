@@ -186,3 +186,9 @@ def test_relative_workdir(tmp_path, monkeypatch):
   summary = train.train_and_evaluate(_config(num_epochs=1), "relative/run")
   assert (tmp_path / "relative" / "run" / "summary.json").is_file()
   assert summary["best_epoch"] == 1
+
+
+def test_resuming_with_a_differently_shaped_model_names_the_workdir(tmp_path):
+  train.train_and_evaluate(_config(num_epochs=1), tmp_path)
+  with pytest.raises(train.ConfigError, match="differently shaped run"):
+    train.train_and_evaluate(_config(num_epochs=2, embed_dim=16), tmp_path)
