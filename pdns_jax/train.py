@@ -315,7 +315,15 @@ class _Checkpoints:
     self.best = ocp.CheckpointManager(workdir / "checkpoints" / "best", options=options)
 
   @staticmethod
-  def _save(manager, epoch, state, meta):
+  def _shapes(state) -> list:
+    return [list(x.shape) + [str(x.dtype)] for x in jax.tree_util.tree_leaves(state)]
+
+  def _save(self, manager, epoch, state, meta):
+    meta = dict(meta, shapes=self._shapes(state))
+    if epoch in manager.all_steps():
+      # A run killed between saving "best" and "latest" redoes this epoch on
+      # resume and reaches the same state: replace the older copy.
+      manager.delete(epoch)
     manager.save(epoch, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
     manager.wait_until_finished()
@@ -326,10 +334,19 @@ class _Checkpoints:
     self._save(self.latest, epoch, state, meta)
 
   def restore(self, like):
-    """(state, best_state, meta) from the latest checkpoint, or None."""
+    """(state, best_state, meta) from the latest checkpoint, or None.
+
+    Raises:
+      ValueError: the checkpoint holds arrays of other shapes than `like`
+        (checked from the JSON part first, so orbax is never asked to
+        restore into mismatched arrays).
+    """
     step = self.latest.latest_step()
     if step is None:
       return None
+    meta = self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    if meta.get("shapes") != self._shapes(like):
+      raise ValueError("its array shapes differ from this config's")
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
     args = lambda: ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                       meta=ocp.args.JsonRestore())

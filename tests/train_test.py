@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -192,3 +193,18 @@ def test_resuming_with_a_differently_shaped_model_names_the_workdir(tmp_path):
   train.train_and_evaluate(_config(num_epochs=1), tmp_path)
   with pytest.raises(train.ConfigError, match="differently shaped run"):
     train.train_and_evaluate(_config(num_epochs=2, embed_dim=16), tmp_path)
+
+
+def test_resume_when_best_was_saved_but_latest_was_not(tmp_path):
+  # As if killed between writing checkpoints/best and checkpoints/latest at
+  # epoch 3: resuming from epoch 2 redoes epoch 3, which "best" already holds.
+  config = lambda epochs: _config(model="mf", num_epochs=epochs, patience=100,
+                                  learning_rate=0.002)
+  train.train_and_evaluate(config(2), tmp_path)
+  shutil.copytree(tmp_path / "checkpoints" / "latest", tmp_path / "latest_at_2")
+  first = train.train_and_evaluate(config(3), tmp_path)
+  assert first["best_epoch"] == 3  # so checkpoints/best holds step 3
+  shutil.rmtree(tmp_path / "checkpoints" / "latest")
+  shutil.move(tmp_path / "latest_at_2", tmp_path / "checkpoints" / "latest")
+  again = train.train_and_evaluate(config(3), tmp_path)
+  assert _metrics(again) == _metrics(first)
