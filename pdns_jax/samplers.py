@@ -58,12 +58,12 @@ def sorted_sets(pairs: np.ndarray, num_users: int,
   indptr = np.concatenate([[0], np.cumsum(sizes)])
   local = np.arange(len(items)) - indptr[users]
   gaps = items - local
-  largest_sizes = sizes if like is None else np.bincount(unique_pairs(like)[0],
-                                                         minlength=num_users)
+  like_users = users if like is None else unique_pairs(like)[0]
+  largest_sizes = np.bincount(like_users, minlength=num_users)
   steps = int(np.ceil(np.log2(max(int(largest_sizes.max(initial=0)), 1) + 1))) + 1
   # Entries past indptr[-1] are never reached by a search; they only fix the shape
   # (and keep gathers in bounds for an empty set).
-  capacity = max(1, len(items) if like is None else len(unique_pairs(like)[0]))
+  capacity = max(1, len(like_users))
   padding = np.zeros(capacity - len(items), np.int64)
   return SortedSets(indptr=jnp.asarray(indptr, jnp.int32),
                     items=jnp.asarray(np.concatenate([items, padding]), jnp.int32),

@@ -448,16 +448,25 @@ class Run:
     return init(jnp.asarray([s["seed"] for s in self.settings], jnp.uint32),
                 jnp.asarray([s["learning_rate"] for s in self.settings], jnp.float32))
 
-  def train_data(self, stage: int = 0) -> TrainData:
-    """Training arrays with `stage` 20% subsets of the FN set excluded from sampling."""
+  @functools.cached_property
+  def _stage_independent(self) -> TrainData:
+    """The parts of TrainData no reveal changes, built once (exclude: stage 0)."""
     split = self.split
-    excluded = np.concatenate([split.train, self.reveals.revealed(stage)])
-    everything = np.concatenate([split.train, self.reveals.revealed(self.reveals.stages)])
     return TrainData(users=jnp.asarray(split.train[:, 0]),
                      items=jnp.asarray(split.train[:, 1]),
-                     exclude=samplers.sorted_sets(excluded, split.num_users,
-                                                  like=everything),
+                     exclude=self._exclusion(0),
                      false_negatives=samplers.sorted_sets(split.fn, split.num_users))
+
+  def _exclusion(self, stage: int) -> samplers.SortedSets:
+    split, reveals = self.split, self.reveals
+    excluded = np.concatenate([split.train, reveals.revealed(stage)])
+    everything = np.concatenate([split.train, reveals.revealed(reveals.stages)])
+    return samplers.sorted_sets(excluded, split.num_users, like=everything)
+
+  def train_data(self, stage: int = 0) -> TrainData:
+    """Training arrays with `stage` 20% subsets of the FN set excluded from sampling."""
+    data = self._stage_independent
+    return data if stage == 0 else data.replace(exclude=self._exclusion(stage))
 
 
 def build_run(config, split: data_lib.Split | None = None) -> Run:
