@@ -24,7 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.embed_dim = 64
   c.propagation = "segment_sum"  # segment_sum | bcoo | bcsr (LightGCN sparse product)
   # Sampler and loss (PAPER.md 2).
-  c.sampler = "pdns"            # rns | dns | pdns | mix | mixgcf
+  c.sampler = "pdns"            # rns | dns | pdns | mix | mixgcf (pdns = dns + soft_bpr)
+  c.loss = "auto"               # auto (the sampler's own: soft_bpr for pdns, else bpr) | bpr | soft_bpr
   c.pool_size = 32              # H, candidates per positive
   c.beta = 0.1                  # soft BPR factor (pdns), Eq. 10
   c.alpha = 0.9                 # fixed positive-mixing coefficient (mix), Eq. 4

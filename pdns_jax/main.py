@@ -5,7 +5,6 @@ Re-running the same command on the same workdir resumes from its latest checkpoi
 """
 
 import logging as std_logging
-import pathlib
 import sys
 
 from absl import app
@@ -14,10 +13,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-# Config files import `configs.default`; make the repo root importable.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from pdns_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+from pdns_jax import data as data_lib
 from pdns_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -44,8 +40,9 @@ def main(argv):
   except (train.ConfigError, data_lib.DataError, train.NonFiniteLossError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  for replica in summary.get("replicas", [summary]):
-    label = f"{replica['hparams']}: " if "hparams" in replica else ""
+  replicas = summary["replicas"]
+  for replica in replicas:
+    label = f"{replica['hparams']}: " if len(replicas) > 1 else ""
     print(f"final {label}(test at the best validation epoch)",
           ", ".join(_format(k, replica[k]) for k in replica
                     if k.startswith(("best_epoch", "valid/", "test/"))))

@@ -1,5 +1,7 @@
 """The paper's splits (PAPER.md 5) and the split cache."""
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -108,3 +110,58 @@ def test_synthetic_generator_plants_low_rank_preferences():
   degree = np.bincount(data.users, minlength=60)
   assert degree.min() >= 6
   assert len(set(zip(data.users.tolist(), data.items.tolist()))) == data.num_interactions
+
+
+# Repeated pairs and raw ids: Interactions.from_raw, the one way in.
+
+def test_from_raw_collapses_repeats_keeping_the_latest_in_source_order(caplog):
+  caplog.set_level(logging.INFO, logger="absl")
+  data = core.Interactions.from_raw(
+      [7, 5, 7, 5, 7], [30, 30, 30, 40, 31], [1, 9, 4, 2, 3], name="toy", source="test")
+  # (7, 30) twice: the later time (4, row 2) stays, at its own place in the order.
+  assert data.user_ids.tolist() == [5, 7] and data.item_ids.tolist() == [30, 31, 40]
+  assert list(zip(data.users.tolist(), data.items.tolist(), data.timestamps.tolist())) == [
+      (0, 0, 9), (1, 0, 4), (0, 2, 2), (1, 1, 3)]
+  assert ("toy: 2 users (raw ids 5..7), 3 items (raw ids 30..40), 4 interactions; "
+          "1 repeated (user, item) rows collapsed") in caplog.text
+
+
+def test_from_raw_prefers_test_rows_then_later_rows():
+  data = core.Interactions.from_raw([1, 1, 1, 2, 2], [5, 5, 6, 5, 5], name="toy",
+                                    source="test", is_test=[True, False, False, False, False])
+  assert list(zip(data.users.tolist(), data.items.tolist(), data.is_test.tolist())) == [
+      (0, 0, True), (0, 1, False), (1, 0, False)]
+
+
+def test_from_raw_accepts_any_integer_ids_and_logs_their_range(caplog):
+  caplog.set_level(logging.INFO, logger="absl")
+  data = core.Interactions.from_raw([-5, 10**12, -5], [0, 0, 1], name="toy", source="test")
+  assert data.num_users == 2 and data.user_ids.tolist() == [-5, 10**12]
+  assert "2 users (raw ids -5..1000000000000)" in caplog.text
+
+
+def test_interactions_reject_repeated_pairs():
+  with pytest.raises(core.DataError, match="toy: 1 repeated .* Interactions.from_raw"):
+    core.Interactions(users=np.array([0, 0]), items=np.array([1, 1]), timestamps=None,
+                      num_users=1, num_items=2, name="toy", source="test")
+
+
+def test_ids_default_to_their_own_raw_ids():
+  data = _interactions([3, 2])
+  assert data.user_ids.tolist() == [0, 1] and data.item_ids.tolist() == [0, 1, 2, 3]
+  split = core.make_split(data)
+  assert split.user_ids.tolist() == [0, 1] and split.item_ids.tolist() == [0, 1, 2, 3]
+  with pytest.raises(core.DataError, match="3 raw user ids for 2 users"):
+    core.Interactions(**{**data.__dict__, "user_ids": np.arange(3)})
+
+
+@pytest.mark.parametrize("parts,message", [
+    ({"train": [[0, 0], [1, 1]], "test": [[1, 1]]}, r"\(1, 1\) in both train and test"),
+    ({"train": [[0, 0]], "valid": [[0, 1]], "fn": [[0, 1]]}, "both valid and fn"),
+    ({"train": [[0, 0], [0, 0]]}, "train twice"),
+])
+def test_split_parts_must_not_share_pairs(parts, message):
+  arrays = {p: np.array(parts.get(p, np.zeros((0, 2))), np.int32).reshape(-1, 2)
+            for p in core.PARTS}
+  with pytest.raises(core.DataError, match=f"^toy: 1 .*pairs repeat.*{message}"):
+    core.check_split(core.Split(2, 3, **arrays, name="toy", description=""))

@@ -1,6 +1,7 @@
 """Bad input: every user-fixable problem is a DataError naming file and line,
 and no split cache is left behind."""
 
+import builtins
 import gzip
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from configs import default
 from pdns_jax import data as data_lib
-from pdns_jax.data import DataError, douban, gowalla, tianchi
+from pdns_jax.data import DataError, douban, gowalla, movielens, substitutes, tianchi
 from pdns_jax.data.tables import TableSpec, iter_table
 
 TAOBAO_ROWS = "1,10,5,pv,100\n1,11,5,buy,101\n2,10,5,pv,102\n"
@@ -156,3 +157,77 @@ def test_lenient_forms_parse_like_python_ints(tmp_path):
   spec = TableSpec(sep=" ", num_fields=2, columns=(0, 1))
   tables = list(iter_table(path, spec))
   np.testing.assert_array_equal(np.concatenate(tables), [[1, 2], [3, 4], [5, 6]])
+
+
+@pytest.mark.parametrize("line,found", [("1\t2\t3\t4\t5\t6", 6), ("1\t2\t3", 3)])
+def test_u_data_line_with_wrong_field_count(tmp_path, line, found):
+  _write(tmp_path / "ml-100k" / "u.data", f"1\t1\t3\t10\n2\t1\t3\t10\n{line}\n")
+  with pytest.raises(DataError, match=rf"u.data, line 3: expected 4 fields, found {found}"):
+    movielens.load(tmp_path)
+
+
+def _refuse_to_open(monkeypatch, target):
+  """Makes opening `target` fail as an unreadable file does (root ignores chmod)."""
+  real_open = builtins.open
+
+  def guarded(file, *args, **kwargs):
+    if str(file) == str(target):
+      raise PermissionError(13, "Permission denied", str(file))
+    return real_open(file, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, "open", guarded)
+
+
+def _douban_file(root):
+  import h5py  # pylint: disable=import-outside-toplevel
+  path = root / "douban" / "training_test_dataset.mat"
+  path.parent.mkdir(parents=True)
+  with h5py.File(path, "w") as f:
+    f["M"] = np.eye(3)
+  return path
+
+
+# (file written, loader reading it) for every loader.
+UNREADABLE = {
+    "ml100k": (lambda root: _write(root / "ml-100k" / "u.data", "1\t1\t3\t10\n"),
+               movielens.load),
+    "douban": (_douban_file, douban.load),
+    "gowalla": (lambda root: (_write(root / "gowalla" / "test.txt", "0 3\n"),
+                              _write(root / "gowalla" / "train.txt.gz", "0 1 2\n", gz=True))[1],
+                gowalla.load),
+    "tianchi": (lambda root: _write(root / "UserBehavior.csv", TAOBAO_ROWS),
+                lambda root: _taobao(root / "UserBehavior.csv")),
+    "substitute": (lambda root: [_write(root / "taobao" / f"{b}.txt", "1 1\n")
+                                 for b in ("buy", "cart", "valid", "test")][0],
+                   lambda root: substitutes.load(root, "taobao", default.get_config())),
+}
+
+
+@pytest.mark.parametrize("loader", sorted(UNREADABLE))
+def test_unreadable_file_names_the_path(tmp_path, monkeypatch, loader):
+  write, load = UNREADABLE[loader]
+  path = write(tmp_path)
+  _refuse_to_open(monkeypatch, path)
+  with pytest.raises(DataError, match=rf"{path}: cannot read the file \(Permission denied\)"):
+    load(tmp_path)
+
+
+def test_unreadable_file_through_load_split(tmp_path, monkeypatch):
+  path = _write(tmp_path / "ml-100k" / "u.data", "1\t1\t3\t10\n")
+  _refuse_to_open(monkeypatch, path)
+  c = default.get_config()
+  c.unlock()
+  c.dataset, c.data_dir = "ml100k", str(tmp_path)
+  with pytest.raises(DataError, match=rf"{path}: cannot read the file"):
+    data_lib.load_split(c)
+
+
+def test_folder_where_a_data_file_should_be(tmp_path):
+  (tmp_path / "ml-100k" / "u.data").mkdir(parents=True)
+  with pytest.raises(DataError, match=r"u.data is not a regular file"):
+    movielens.load(tmp_path)
+  (tmp_path / "UserBehavior.csv").mkdir()
+  with pytest.raises(DataError, match=r"UserBehavior.csv: cannot read the file"):
+    _taobao(tmp_path / "UserBehavior.csv")
+  with pytest.raises(DataError, match=r"UserBehavior.csv: cannot read the file"):
+    gowalla.read_user_lists(tmp_path / "UserBehavior.csv")

@@ -1,6 +1,7 @@
 """Dataset loaders: hand-computed fixtures in the raw formats, and the real files."""
 
 import gzip
+import logging
 import shutil
 
 import h5py
@@ -10,7 +11,7 @@ import pytest
 from configs import default
 from conftest import ROOT, SHARED_DATA
 from pdns_jax import data as data_lib
-from pdns_jax.data import douban, gowalla, substitutes, tianchi
+from pdns_jax.data import douban, gowalla, movielens, substitutes, tianchi
 from pdns_jax.data.core import make_split
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -52,6 +53,7 @@ def test_taobao_raw_fixture_by_hand():
       (1, 3): 1511659000, (1, 4): 1511659100, (1, 5): 1511659200,
       (1, 6): 1511659300, (1, 7): 1511659400}
   assert "the paper's source" in data.source and "all 2 users" in data.source
+  assert data.user_ids.tolist() == [100, 300]
 
 
 def test_tmall_raw_fixture_skips_header_and_orders_mmdd(tmp_path):
@@ -220,6 +222,8 @@ def test_douban_reads_the_transposed_hdf5_matrix(tmp_path):
   # User 2 has no rating: dropped, user 3 becomes 2.
   assert set(_pairs(data)) == {(0, 2), (1, 0), (2, 1), (2, 2)}
   assert data.num_users == 3 and "1 of 4 users" in data.source
+  # The raw ids are the matrix's row and column indices.
+  assert data.user_ids.tolist() == [0, 1, 3] and data.item_ids.tolist() == [0, 1, 2]
 
 
 def test_load_split_caches_the_substitute_split():
@@ -228,3 +232,36 @@ def test_load_split_caches_the_substitute_split():
   again = data_lib.load_split(config)
   np.testing.assert_array_equal(first.test, again.test)
   assert first.counts() == again.counts()
+
+
+# Movielens-100k, and repeated rows in any source.
+
+def test_ml100k_keeps_u_data_ids():
+  data = movielens.load(SHARED_DATA)
+  table = np.loadtxt(SHARED_DATA / "ml-100k" / "u.data", dtype=np.int64)
+  np.testing.assert_array_equal(data.user_ids, np.unique(table[:, 0]))
+  np.testing.assert_array_equal(data.user_ids[data.users], table[:, 0])
+  np.testing.assert_array_equal(data.item_ids[data.items], table[:, 1])
+  np.testing.assert_array_equal(data.timestamps, table[:, 3])
+
+
+@pytest.mark.parametrize("kind", ["paper", "fn"])
+def test_u_data_listed_twice_splits_as_listed_once(tmp_path, kind, caplog):
+  caplog.set_level(logging.INFO, logger="absl")
+  (tmp_path / "ml-100k").mkdir()
+  (tmp_path / "ml-100k" / "u.data").write_bytes(
+      (SHARED_DATA / "ml-100k" / "u.data").read_bytes() * 2)
+
+  def split_of(data_dir):
+    c = _config("ml100k", data_dir)
+    with c.unlocked():
+      c.split = kind
+    return data_lib.load_split(c, use_cache=False)
+
+  doubled, once = split_of(tmp_path), split_of(SHARED_DATA)
+  assert "100,000 repeated (user, item) rows collapsed" in caplog.text
+  for part in ("train", "valid", "test", "fn", "user_ids", "item_ids"):
+    np.testing.assert_array_equal(getattr(doubled, part), getattr(once, part))
+  keys = np.concatenate([getattr(doubled, p)[:, 0] * 10_000 + getattr(doubled, p)[:, 1]
+                         for p in ("train", "valid", "test", "fn")])
+  assert len(keys) == len(np.unique(keys)) == 100_000

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 from conftest import ROOT, SHARED_DATA
-from pdns_jax import data as data_lib
 from pdns_jax.data import stats
 
 
@@ -53,9 +52,7 @@ def test_absent_datasets_are_listed_with_how_to_get_them(tmp_path):
   assert ("synthetic", "ours") in _rows(result.stdout)
 
 
-def test_describe_sets_counts_beside_the_paper():
-  data = data_lib.load_interactions(stats.dataset_config("gowalla", str(SHARED_DATA)))
-  text = stats.describe(data)
-  assert text.startswith("source: NGCF/LightGCN Gowalla")
-  assert ("gowalla: 29,858 users / 40,981 items / 1,027,370 interactions (density "
-          "0.00084); paper's Table 1: 29,858 / 40,981 / 1,027,370 (0.00084)") in text
+def test_stats_config_reads_the_dataset_config():
+  config = stats.stats_config("gowalla", "/somewhere")
+  assert (config.dataset, config.data_dir) == ("gowalla", "/somewhere")
+  assert stats.stats_config("synthetic").dataset == "synthetic"

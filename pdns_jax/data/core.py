@@ -1,9 +1,10 @@
-"""The dataset types every loader produces, the paper's splits, and the split cache.
+"""The dataset types every loader produces, and the paper's splits.
 
-Data flows one way: a loader turns its source files into one `Interactions`
-(0-based contiguous ids, timestamps where the source has them); `make_split`
-applies PAPER.md section 5 and returns a `Split`; `load_split` in
-`pdns_jax.data` caches that split as an npz written atomically.
+Data flows one way: a loader reads its source files into raw (user, item)
+rows and hands them to `Interactions.from_raw`, the one place where repeated
+pairs collapse and raw ids become 0-based contiguous ids (the raw id of each is
+kept); `make_split` applies PAPER.md section 5 and returns a `Split`;
+`load_split` (cache.py) caches that split as an npz written atomically.
 """
 
 from __future__ import annotations
@@ -14,19 +15,37 @@ import pathlib
 import tempfile
 from typing import Optional
 
+from absl import logging
 import numpy as np
 
 # Bump when a split's definition changes, so stale caches are not reused.
-CACHE_VERSION = 5
+CACHE_VERSION = 6
+
+PARTS = ("train", "valid", "test", "fn")
 
 
 class DataError(ValueError):
   """A problem with a data file or a data setting that the user can fix."""
 
 
+def _ids_or_arange(ids: Optional[np.ndarray], count: int, what: str,
+                   name: str) -> np.ndarray:
+  """The raw id per internal id: `ids` checked, or 0..count-1 where None."""
+  if ids is None:
+    return np.arange(count, dtype=np.int64)
+  ids = np.asarray(ids, np.int64)
+  if ids.shape != (count,):
+    raise DataError(f"{name}: {len(ids)} raw {what} ids for {count} {what}s")
+  return ids
+
+
 @dataclasses.dataclass(frozen=True)
 class Interactions:
-  """One dataset as observed user-item pairs with 0-based contiguous ids.
+  """One dataset as distinct user-item pairs with 0-based contiguous ids.
+
+  Build it from a source's rows with `from_raw`, which collapses repeated
+  pairs; constructed directly, repeated pairs are an error, so a pair can never
+  land in two parts of a split.
 
   Attributes:
     users: int64 (n,) user id per interaction.
@@ -37,6 +56,9 @@ class Interactions:
     name: dataset name (`ml100k`, `gowalla`, ...).
     source: one line saying which files the data came from.
     is_test: bool (n,) for sources that come already split (Gowalla), else None.
+    user_ids: int64 (num_users,) the source's id of each user (0..num_users-1
+      where None is given).
+    item_ids: int64 (num_items,) the source's id of each item, likewise.
   """
 
   users: np.ndarray
@@ -47,6 +69,8 @@ class Interactions:
   name: str
   source: str
   is_test: Optional[np.ndarray] = None
+  user_ids: Optional[np.ndarray] = None
+  item_ids: Optional[np.ndarray] = None
 
   def __post_init__(self):
     n = len(self.users)
@@ -58,6 +82,59 @@ class Interactions:
       raise DataError(f"{self.name}: user id out of range [0, {self.num_users})")
     if self.items.min() < 0 or self.items.max() >= self.num_items:
       raise DataError(f"{self.name}: item id out of range [0, {self.num_items})")
+    repeated = n - len(unique_pairs(np.stack([self.users, self.items], 1))[0])
+    if repeated:
+      raise DataError(f"{self.name}: {repeated} repeated (user, item) pairs; build "
+                      "it with Interactions.from_raw, which collapses them")
+    # Frozen: the defaults are filled in once, here.
+    object.__setattr__(self, "user_ids", _ids_or_arange(
+        self.user_ids, self.num_users, "user", self.name))
+    object.__setattr__(self, "item_ids", _ids_or_arange(
+        self.item_ids, self.num_items, "item", self.name))
+
+  @classmethod
+  def from_raw(cls, raw_users, raw_items, timestamps=None, *, name: str,
+               source: str, is_test=None) -> "Interactions":
+    """Collapses repeated pairs and compacts the source's ids; every loader's exit.
+
+    Of a repeated (user, item) pair one row stays: a test row over a training
+    row (sources with their own test split), then the latest time, then the
+    last in the file. Kept rows stay in the source's order, so a file listing
+    every row twice splits exactly as the file listing each once. Any integer
+    ids are accepted; one log line gives their ranges, so ids that are not the
+    expected 0..n-1 or 1..n (negative, huge, sparse) are seen.
+
+    Args:
+      raw_users, raw_items: int (n,) the source's ids, one row per interaction.
+      timestamps: int (n,) or None.
+      name: dataset name.
+      source: one line saying which files the rows came from.
+      is_test: bool (n,) or None, for sources that come already split.
+
+    Returns:
+      The dataset with ids 0..num_users-1 and 0..num_items-1, numbered in
+      increasing raw id; `user_ids` and `item_ids` map them back.
+    """
+    raw_users = np.asarray(raw_users, np.int64)
+    raw_items = np.asarray(raw_items, np.int64)
+    if len(raw_users) == 0:
+      raise DataError(f"{name}: no interactions in {source}")
+    keep = _last_of_each_pair(raw_users, raw_items, timestamps, is_test)
+    dropped = len(raw_users) - len(keep)
+    raw_users, raw_items = raw_users[keep], raw_items[keep]
+    user_ids, users = np.unique(raw_users, return_inverse=True)
+    item_ids, items = np.unique(raw_items, return_inverse=True)
+    logging.info(
+        "%s: %s users (raw ids %d..%d), %s items (raw ids %d..%d), %s interactions; "
+        "%s repeated (user, item) rows collapsed", name, f"{len(user_ids):,}",
+        user_ids[0], user_ids[-1], f"{len(item_ids):,}", item_ids[0], item_ids[-1],
+        f"{len(keep):,}", f"{dropped:,}")
+    return cls(
+        users=users.astype(np.int64), items=items.astype(np.int64),
+        timestamps=None if timestamps is None else np.asarray(timestamps, np.int64)[keep],
+        num_users=len(user_ids), num_items=len(item_ids), name=name, source=source,
+        is_test=None if is_test is None else np.asarray(is_test, bool)[keep],
+        user_ids=user_ids, item_ids=item_ids)
 
   @property
   def num_interactions(self) -> int:
@@ -82,10 +159,19 @@ class Split:
   name: str
   description: str
   source: str = ""
+  user_ids: Optional[np.ndarray] = None
+  item_ids: Optional[np.ndarray] = None
+
+  def __post_init__(self):
+    # Frozen: the defaults (ids are their own raw ids) are filled in once, here.
+    object.__setattr__(self, "user_ids", _ids_or_arange(
+        self.user_ids, self.num_users, "user", self.name))
+    object.__setattr__(self, "item_ids", _ids_or_arange(
+        self.item_ids, self.num_items, "item", self.name))
 
   def save(self, path: pathlib.Path) -> None:
     """Writes the split as one npz, atomically (temp file + rename)."""
-    arrays = {k: getattr(self, k) for k in ("train", "valid", "test", "fn")}
+    arrays = {k: getattr(self, k) for k in PARTS + ("user_ids", "item_ids")}
     meta = np.array([self.num_users, self.num_items], np.int64)
     atomic_write(path, lambda f: np.savez(
         f, meta=meta, name=np.array(self.name), source=np.array(self.source),
@@ -93,13 +179,20 @@ class Split:
 
   @classmethod
   def load(cls, path: pathlib.Path) -> "Split":
+    """Reads a split `save` wrote; raises (KeyError, ValueError, OSError) otherwise."""
     with np.load(path) as z:
       num_users, num_items = (int(v) for v in z["meta"])
       return cls(num_users, num_items, z["train"], z["valid"], z["test"],
-                 z["fn"], str(z["name"]), str(z["description"]), str(z["source"]))
+                 z["fn"], str(z["name"]), str(z["description"]), str(z["source"]),
+                 user_ids=z["user_ids"], item_ids=z["item_ids"])
 
   def counts(self) -> dict:
-    return {k: len(getattr(self, k)) for k in ("train", "valid", "test", "fn")}
+    return {k: len(getattr(self, k)) for k in PARTS}
+
+  @property
+  def num_interactions(self) -> int:
+    """Pairs in all parts together: the dataset's interactions."""
+    return sum(self.counts().values())
 
 
 def atomic_write(path: pathlib.Path, write) -> None:
@@ -120,11 +213,18 @@ def atomic_write(path: pathlib.Path, write) -> None:
     raise
 
 
-def compact_ids(raw_users: np.ndarray, raw_items: np.ndarray):
-  """Maps arbitrary integer ids to 0-based contiguous ids (sorted by raw id)."""
-  user_ids, users = np.unique(raw_users, return_inverse=True)
-  item_ids, items = np.unique(raw_items, return_inverse=True)
-  return users.astype(np.int64), items.astype(np.int64), len(user_ids), len(item_ids)
+def _last_of_each_pair(users, items, timestamps, is_test) -> np.ndarray:
+  """Indices of one row per distinct (user, item), in increasing order.
+
+  The row kept is the greatest by (is_test, time, position): sorting stably
+  by those within each pair and taking the pair's last row.
+  """
+  keys = [k for k in (timestamps, is_test) if k is not None]
+  order = np.lexsort(tuple(keys) + (items, users))
+  u, i = users[order], items[order]
+  last = np.ones(len(order), bool)
+  last[:-1] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
+  return np.sort(order[last])
 
 
 def unique_pairs(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +242,11 @@ def unique_pairs(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dedupe(users, items, timestamps=None):
-  """Collapses repeated (user, item) pairs to one, keeping the latest timestamp."""
+  """Collapses repeated (user, item) pairs to one, keeping the latest timestamp.
+
+  For loaders that must shrink rows while streaming (tianchi.py); their rows
+  still end in `Interactions.from_raw`, which applies the same rule.
+  """
   if timestamps is None:
     users, items = unique_pairs(np.stack([users, items], 1))
     return users, items, None
@@ -243,18 +347,43 @@ def make_split(data: Interactions, kind: str = "paper", seed: int = 0) -> Split:
       num_users=data.num_users, num_items=data.num_items,
       train=_pairs(users, items, in_train), valid=_pairs(users, items, in_valid),
       test=_pairs(users, items, test_mask), fn=_pairs(users, items, fn_mask),
-      name=data.name, description=description, source=data.source)
+      name=data.name, description=description, source=data.source,
+      user_ids=data.user_ids, item_ids=data.item_ids)
   check_split(split)
   return split
 
 
 def check_split(split: Split) -> None:
-  """Rejects splits the sampler cannot serve."""
+  """Rejects splits the sampler cannot serve, or that leak pairs between parts.
+
+  Raises:
+    DataError: naming the dataset, where training is empty, a (user, item)
+      pair lies in two parts (or twice in one), or a user has every item.
+  """
   if len(split.train) == 0:
     raise DataError(f"{split.name}: the training split is empty")
+  _check_disjoint(split)
   degree = np.bincount(split.train[:, 0], minlength=split.num_users)
   full = np.flatnonzero(degree >= split.num_items)
   if len(full):
     raise DataError(
         f"{split.name}: user {full[0]} interacted with every item in training, so "
         "no negative can be drawn; drop such users before training")
+
+
+def _check_disjoint(split: Split) -> None:
+  """Raises where train, valid, test and fn share a pair (or one repeats one)."""
+  parts = [np.asarray(getattr(split, k), np.int64).reshape(-1, 2) for k in PARTS]
+  keys = np.concatenate([p[:, 0] * split.num_items + p[:, 1] for p in parts])
+  labels = np.repeat(np.arange(len(PARTS)), [len(p) for p in parts])
+  order = np.argsort(keys, kind="stable")
+  keys, labels = keys[order], labels[order]
+  clash = np.flatnonzero(keys[1:] == keys[:-1])
+  if len(clash):
+    first, second = PARTS[labels[clash[0]]], PARTS[labels[clash[0] + 1]]
+    user, item = divmod(int(keys[clash[0]]), split.num_items)
+    where = f"both {first} and {second}" if first != second else f"{first} twice"
+    raise DataError(
+        f"{split.name}: {len(clash)} (user, item) pairs repeat across the split's "
+        f"parts, e.g. ({user}, {item}) in {where}; a repeated pair would be "
+        "trained on and tested on at once")

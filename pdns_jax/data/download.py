@@ -30,9 +30,9 @@ from typing import Optional
 
 import numpy as np
 
-from pdns_jax import data as data_lib
-from pdns_jax.data import gowalla
 from pdns_jax.data.core import DataError
+from pdns_jax.data.gowalla import read_user_lists
+from pdns_jax.data.sources import HOW_TO_OBTAIN, resolve_data_dir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +86,7 @@ def pairs_sha256(path: pathlib.Path) -> str:
   Independent of line and item order, which differ between copies of Gowalla's
   train.txt that hold the same interactions.
   """
-  users, items = gowalla.read_user_lists(path)
+  users, items = read_user_lists(path)
   pairs = np.unique(np.stack([users, items], 1), axis=0).astype("<i8")
   return hashlib.sha256(pairs.tobytes()).hexdigest()
 
@@ -126,7 +126,7 @@ def download(dataset: str, data_dir: Optional[str] = None,
                     f"{sorted(SOURCES)}")
   default_url, remotes = SOURCES[dataset]
   base_url = (base_url or default_url).rstrip("/")
-  folder = data_lib.resolve_data_dir(data_dir)
+  folder = resolve_data_dir(data_dir)
   done = []
   for remote in remotes:
     target = folder / remote.target
@@ -157,7 +157,7 @@ def _download_one(url: str, target: pathlib.Path, remote: Remote, dataset: str,
         raise DataError(
             f"{dataset}: could not download {url} ({e}). "
             f"Without network access, get the file elsewhere and put it at "
-            f"{target} ({data_lib.HOW_TO_OBTAIN.get(dataset, '')}); this command "
+            f"{target} ({HOW_TO_OBTAIN.get(dataset, '')}); this command "
             "then verifies it") from None
     if remote.member:
       out, extracted = temp_file()

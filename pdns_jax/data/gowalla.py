@@ -13,9 +13,9 @@ import pathlib
 
 import numpy as np
 
-from pdns_jax import data as data_lib
-from pdns_jax.data.core import DataError, Interactions, compact_ids, dedupe
+from pdns_jax.data.core import DataError, Interactions
 from pdns_jax.data.io import iter_rows, parse_ints
+from pdns_jax.data.sources import require_file
 from pdns_jax.data.tables import plain_or_gz
 
 SUBFOLDERS = ("", "lightgcn_raw")
@@ -32,7 +32,7 @@ def find_file(data_dir: pathlib.Path, name: str) -> pathlib.Path:
     found = plain_or_gz(folder / sub / name)
     if found:
       return found
-  return data_lib.require_file(folder / name, "gowalla")
+  return require_file(folder / name, "gowalla")
 
 
 def read_user_lists(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
@@ -50,22 +50,23 @@ def read_user_lists(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
 def load(data_dir: pathlib.Path) -> Interactions:
   """Reads Gowalla's train and test files into one `Interactions` with is_test.
 
-  A pair listed twice collapses to one; a pair in both files stays test only,
-  so no test pair leaks into training.
+  A pair listed twice collapses to one; a pair in both files stays test only
+  (`Interactions.from_raw` keeps test rows over training rows), so no test
+  pair leaks into training.
   """
   train_path, test_path = find_file(data_dir, "train.txt"), find_file(data_dir, "test.txt")
   train_users, train_items = read_user_lists(train_path)
   test_users, test_items = read_user_lists(test_path)
-  in_test = np.concatenate([np.zeros(len(train_users), np.int64),
-                            np.ones(len(test_users), np.int64)])
-  # dedupe keeps the largest "time" of a repeated pair: here, test over train.
-  users, items, in_test = dedupe(np.concatenate([train_users, test_users]),
-                                 np.concatenate([train_items, test_items]), in_test)
-  if not in_test.any() or in_test.all():
-    raise DataError(f"gowalla: {train_path} and {test_path} must both hold pairs")
-  users, items, num_users, num_items = compact_ids(users, items)
-  return Interactions(
-      users=users, items=items, timestamps=None, num_users=num_users,
-      num_items=num_items, name="gowalla", is_test=in_test.astype(bool),
+  users = np.concatenate([train_users, test_users])
+  items = np.concatenate([train_items, test_items])
+  is_test = np.repeat([False, True], [len(train_users), len(test_users)])
+  # Rows in (user, item) order: the validation draw depends on row order, and
+  # this is the order the published Gowalla results were split in.
+  order = np.lexsort((items, users))
+  data = Interactions.from_raw(
+      users[order], items[order], name="gowalla", is_test=is_test[order],
       source=(f"NGCF/LightGCN Gowalla {train_path} + {test_path}; no timestamps, "
               "its own test split kept"))
+  if not data.is_test.any() or data.is_test.all():
+    raise DataError(f"gowalla: {train_path} and {test_path} must both hold pairs")
+  return data

@@ -13,12 +13,30 @@ from pdns_jax.data.core import DataError
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
-def open_text(path: pathlib.Path):
-  """Opens a text file, gunzipping `.gz` files transparently."""
+def open_binary(path: pathlib.Path, gunzip: bool = True):
+  """Opens a data file for reading bytes, gunzipping `.gz` files transparently.
+
+  Args:
+    path: the file.
+    gunzip: read a `.gz` file's content rather than its bytes.
+
+  Raises:
+    DataError: naming the file where the system refuses to open it
+      (permissions, a folder in its place), instead of a bare OSError.
+  """
   path = pathlib.Path(path)
-  if path.suffix == ".gz":
-    return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict")
-  return open(path, "r", encoding="utf-8", errors="strict")
+  try:
+    if gunzip and path.suffix == ".gz":
+      return gzip.open(path, "rb")
+    return open(path, "rb")
+  except OSError as e:
+    raise DataError(f"{path}: cannot read the file ({e.strerror or e}); check that "
+                    "it is a readable file, not a folder") from None
+
+
+def open_text(path: pathlib.Path):
+  """Opens a UTF-8 text file, gunzipping `.gz` files transparently."""
+  return io.TextIOWrapper(open_binary(path), encoding="utf-8", errors="strict")
 
 
 def iter_rows(path: pathlib.Path, sep: str | None = None,
@@ -46,8 +64,15 @@ def iter_rows(path: pathlib.Path, sep: str | None = None,
 
 def parse_ints(fields: Sequence[str], path, lineno: int, expected: int | None = None,
                columns: Sequence[int] | None = None) -> list[int]:
-  """Parses the chosen columns of one line as integers, or raises DataError."""
-  if expected is not None and len(fields) < expected:
+  """Parses the chosen columns of one line as integers, or raises DataError.
+
+  Args:
+    fields: the line's fields.
+    path, lineno: where the line is, for the error message.
+    expected: the exact number of fields a line must have, if any.
+    columns: the fields to parse; all where None.
+  """
+  if expected is not None and len(fields) != expected:
     raise DataError(f"{path}, line {lineno}: expected {expected} fields, "
                     f"found {len(fields)}: {' '.join(fields)[:80]!r}")
   chosen = fields if columns is None else [fields[c] for c in columns]

@@ -13,59 +13,23 @@ to get it. Each dataset is configured by `configs/<name>.py` where that exists.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import sys
 import time
 from typing import Optional
 
-from pdns_jax import data as data_lib
-from pdns_jax.data.core import DataError, Interactions
+from pdns_jax.data.cache import load_split
+from pdns_jax.data.core import DataError
+from pdns_jax.data.reference import DIFFERENCES, PAPER_TABLE1, Counts, measure
+from pdns_jax.data.registry import load_interactions
+from pdns_jax.data.sources import resolve_data_dir
 
-
-@dataclasses.dataclass(frozen=True)
-class Counts:
-  """One row of Table 1."""
-
-  users: int
-  items: int
-  interactions: int
-  density: float
-  fn: Optional[int] = None  # FN-set size, only for the 4:1:1 split datasets
-
-
-# PAPER.md section 4 (the paper's Table 1).
-PAPER_TABLE1 = {
-    "ml100k": Counts(943, 1682, 100_000, 0.06304, 17_057),
-    "douban": Counts(2862, 3000, 134_498, 0.01566, 23_599),
-    "taobao": Counts(22_976, 29_149, 439_305, 0.00066),
-    "tmall": Counts(10_000, 14_965, 461_899, 0.00309),
-    "gowalla": Counts(29_858, 40_981, 1_027_370, 0.00084),
-}
 DATASETS = ("ml100k", "douban", "taobao", "tmall", "gowalla", "synthetic")
 # The datasets whose FN set the paper reports (and the built-in one).
 FN_DATASETS = ("ml100k", "douban", "synthetic")
 
-# Why our figures differ from the paper's, where they do.
-DIFFERENCES = {
-    "ml100k": ("counts and FN set are the paper's; its density 0.06304 is "
-               "0.0630469 truncated"),
-    "douban": ("the paper keeps 2,862 users by a filter it does not state; every "
-               "user with a rating is kept here (douban/SOURCE.md lists the filters "
-               "tried; none gives 2,862), hence also the larger FN set"),
-    "taobao": ("with the raw Tianchi log, the paper's random user subset is not "
-               "public, so a seeded one of the same size differs in items and "
-               "interactions; with the MULE substitute, it is other data without "
-               "clicks, and fewer users qualify than the paper samples"),
-    "tmall": ("with the raw Tianchi log, the paper's random user subset is not "
-              "public, so a seeded one of the same size differs in items and "
-              "interactions; with the MULE substitute, it is other data without "
-              "clicks, hence fewer interactions per user"),
-    "synthetic": "the built-in planted dataset, not one of the paper's",
-}
 
-
-def dataset_config(name: str, data_dir: Optional[str] = None):
+def stats_config(name: str, data_dir: Optional[str] = None):
   """`configs/<name>.py`'s get_config() where it exists, else configs/default.py's.
 
   Args:
@@ -86,26 +50,6 @@ def dataset_config(name: str, data_dir: Optional[str] = None):
   return config
 
 
-def measure(interactions: Interactions, fn: Optional[int] = None) -> Counts:
-  """Counts one dataset as Table 1 does."""
-  cells = interactions.num_users * interactions.num_items
-  return Counts(interactions.num_users, interactions.num_items,
-                interactions.num_interactions, interactions.num_interactions / cells,
-                fn)
-
-
-def describe(interactions: Interactions) -> str:
-  """Two lines for a run's log: the source, and the counts beside the paper's."""
-  ours = measure(interactions)
-  line = (f"{interactions.name}: {ours.users:,} users / {ours.items:,} items / "
-          f"{ours.interactions:,} interactions (density {ours.density:.5f})")
-  paper = PAPER_TABLE1.get(interactions.name)
-  if paper is not None:
-    line += (f"; paper's Table 1: {paper.users:,} / {paper.items:,} / "
-             f"{paper.interactions:,} ({paper.density:.5f})")
-  return f"source: {interactions.source}\n{line}"
-
-
 def dataset_stats(name: str, data_dir: Optional[str] = None) -> tuple[Counts, str, float]:
   """Loads one dataset and counts it.
 
@@ -119,15 +63,15 @@ def dataset_stats(name: str, data_dir: Optional[str] = None) -> tuple[Counts, st
   Raises:
     DataError: where the files are absent or malformed.
   """
-  config = dataset_config(name, data_dir)
+  config = stats_config(name, data_dir)
   start = time.perf_counter()
-  interactions = data_lib.load_interactions(config)
+  interactions = load_interactions(config)
   seconds = time.perf_counter() - start
   fn = None
   if name in FN_DATASETS:
     with config.unlocked():
       config.split = "fn"
-    fn = len(data_lib.load_split(config).fn)
+    fn = len(load_split(config).fn)
   return measure(interactions, fn), interactions.source, seconds
 
 
@@ -142,7 +86,7 @@ def _row(name: str, label: str, c: Optional[Counts]) -> str:
 
 def report(names, data_dir: Optional[str] = None) -> str:
   """The statistics table for `names`, with sources and differences below it."""
-  folder = data_lib.resolve_data_dir(data_dir)
+  folder = resolve_data_dir(data_dir)
   lines = [f"Datasets in {folder} beside the paper's Table 1", "",
            f"{'dataset':<10} {'':<6}" + "".join(
                f"{h:>14}" for h in ("users", "items", "interactions", "density",

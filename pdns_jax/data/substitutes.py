@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import pathlib
 
-from pdns_jax import data as data_lib
-from pdns_jax.data import tianchi
 from pdns_jax.data.core import Interactions
+from pdns_jax.data.sources import require_file
 from pdns_jax.data.tables import TableSpec, iter_table, plain_or_gz
+from pdns_jax.data.tianchi import RAW_LOGS, preprocess
 
 # train.txt is byte-identical to buy.txt in both releases, so it is not read.
 BEHAVIOURS = {
@@ -43,12 +43,18 @@ def behaviour_files(data_dir: pathlib.Path, dataset: str) -> list[pathlib.Path]:
     if found:
       paths.append(found)
     elif behaviour not in OPTIONAL:
-      data_lib.require_file(folder / f"{behaviour}.txt", dataset)
+      require_file(folder / f"{behaviour}.txt", dataset)
   return paths
 
 
 def load(data_dir: pathlib.Path, dataset: str, config) -> Interactions:
-  """The MULE substitute for "taobao" or "tmall"; arguments as `tianchi.load`."""
+  """The MULE substitute for "taobao" or "tmall".
+
+  Args:
+    data_dir: folder holding the dataset folders.
+    dataset: "taobao" or "tmall".
+    config: reads subset.min_interactions, subset.num_users and data_seed.
+  """
   paths = behaviour_files(data_dir, dataset)
 
   def chunks():
@@ -56,15 +62,15 @@ def load(data_dir: pathlib.Path, dataset: str, config) -> Interactions:
       for table in iter_table(path, PAIRS):
         yield table[:, 0], table[:, 1], None
 
-  users, items, _, note = tianchi.preprocess(
+  users, items, _, note = preprocess(
       chunks, min_interactions=config.subset.min_interactions,
       num_users=config.subset.num_users, seed=config.data_seed)
   names = ", ".join(p.name for p in paths)
   clicks = "clicks from view.txt" if "view" in names else "no clicks"
-  return tianchi.to_interactions(
-      users, items, None, name=dataset,
+  return Interactions.from_raw(
+      users, items, name=dataset,
       source=(f"SUBSTITUTE, not the paper's Tianchi subset: MULE multi-behaviour "
               f"{dataset} ({names} in {paths[0].parent}; {clicks}, no "
               "timestamps), every behaviour a positive; "
-              f"{note}. Put the raw {tianchi.RAW_LOGS[dataset].filename} in that "
+              f"{note}. Put the raw {RAW_LOGS[dataset].filename} in that "
               "folder to use the paper's source"))

@@ -20,7 +20,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from pdns_jax.data.core import DataError
-from pdns_jax.data.io import parse_ints
+from pdns_jax.data.io import open_binary, parse_ints
 
 # About 400k Taobao rows a chunk: big enough that per-chunk numpy overhead
 # vanishes, small enough that a chunk's text and its parse stay a few 10s of MB.
@@ -86,7 +86,7 @@ def _iter_text_chunks(path: pathlib.Path, chunk_bytes: int) -> Iterator[tuple[in
   path = pathlib.Path(path)
   lineno, pending = 1, b""
   try:
-    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+    with open_binary(path) as f:
       while True:
         block = f.read(chunk_bytes)
         if not block:

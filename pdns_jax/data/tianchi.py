@@ -14,8 +14,9 @@ users visited in a seeded random order until enough of them qualify. Memory
 grows with the number of users and the rows of the users a pass keeps (about
 twice the subset), never with the file; with num_users = 0 one pass keeps all.
 
-Where the raw file is absent, `load` falls back to the public substitutes
-(substitutes.py), which go through the same `preprocess`.
+Where the raw file is absent, the registry in `pdns_jax.data` loads the
+public substitutes (substitutes.py) instead, which go through the same
+`preprocess`; this module knows nothing of them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from pdns_jax.data.core import DataError, Interactions, compact_ids, dedupe
+from pdns_jax.data.core import DataError, Interactions, dedupe
 from pdns_jax.data.tables import CHUNK_BYTES, TableSpec, iter_table, plain_or_gz
 
 # Users whose rows one selection pass keeps at least (see preprocess).
@@ -62,22 +63,6 @@ def find_raw(data_dir: pathlib.Path, dataset: str) -> Optional[pathlib.Path]:
   return plain_or_gz(pathlib.Path(data_dir) / dataset / RAW_LOGS[dataset].filename)
 
 
-def load(data_dir: pathlib.Path, dataset: str, config) -> Interactions:
-  """Taobao or Tmall: the raw Tianchi log where present, else the substitute.
-
-  Args:
-    data_dir: folder holding the dataset folders.
-    dataset: "taobao" or "tmall".
-    config: reads subset.min_interactions, subset.num_users and data_seed.
-  """
-  path = find_raw(data_dir, dataset)
-  if path is None:
-    from pdns_jax.data import substitutes  # pylint: disable=import-outside-toplevel
-    return substitutes.load(data_dir, dataset, config)
-  return load_raw(path, dataset, min_interactions=config.subset.min_interactions,
-                  num_users=config.subset.num_users, seed=config.data_seed)
-
-
 def load_raw(path: pathlib.Path, dataset: str, *, min_interactions: int,
              num_users: int, seed: int, chunk_bytes: int = CHUNK_BYTES) -> Interactions:
   """Streams one raw Tianchi log through `preprocess`.
@@ -98,18 +83,10 @@ def load_raw(path: pathlib.Path, dataset: str, *, min_interactions: int,
 
   users, items, times, note = preprocess(
       chunks, min_interactions=min_interactions, num_users=num_users, seed=seed)
-  return to_interactions(
+  return Interactions.from_raw(
       users, items, times, name=dataset,
       source=(f"{log.label} {path} (the paper's source): every behaviour a "
               f"positive, repeats collapsed to the latest time; {note}"))
-
-
-def to_interactions(users, items, times, *, name: str, source: str) -> Interactions:
-  """Compacts raw ids into an `Interactions`."""
-  users, items, num_users, num_items = compact_ids(users, items)
-  return Interactions(users=users, items=items, timestamps=times,
-                      num_users=num_users, num_items=num_items, name=name,
-                      source=source)
 
 
 def user_priority(raw_users: np.ndarray, seed: int) -> np.ndarray:

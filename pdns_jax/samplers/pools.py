@@ -1,4 +1,4 @@
-"""Negative samplers (PAPER.md 2): candidate pools with exact exclusion, hardest pick, mixing.
+"""Candidate pools with exact exclusion: the building block of every sampler.
 
 Candidates are uniform over I \\ I_u, drawn exactly on device with no
 rejection loop: draw a uniform rank r among the user's n_items - |I_u|
@@ -16,8 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdns_jax.data.core import unique_pairs
-
-SAMPLERS = ("rns", "dns", "pdns", "mix", "mixgcf")
 
 
 @flax.struct.dataclass
@@ -112,43 +110,8 @@ def contains(sets: SortedSets, user: jax.Array, item: jax.Array) -> jax.Array:
   return (at < end) & (sets.items[jnp.minimum(at, sets.items.shape[0] - 1)] == item)
 
 
-def hardest(user_embedding: jax.Array, candidate_embeddings: jax.Array) -> jax.Array:
-  """DNS pick (Eq. 3): index of the highest-scoring candidate for one example.
-
-  Args:
-    user_embedding: (F,).
-    candidate_embeddings: (H, F).
-  """
-  return jnp.argmax(candidate_embeddings @ user_embedding)
-
-
-def positive_mix(*, positive: jax.Array, negative: jax.Array, alpha) -> jax.Array:
-  """Eq. 4: e~ = alpha * e_i + (1 - alpha) * e_j."""
-  return alpha * positive + (1.0 - alpha) * negative
-
-
-def mixgcf_negative(*, user_layers: jax.Array, positive_layers: jax.Array,
-                    candidate_layers: jax.Array, alpha: jax.Array):
-  """MixGCF for one example: positive mixing and hop mixing.
-
-  Each layer's candidates are mixed with that layer's positive (alpha per
-  layer from U(0, 1)); per layer the mixed candidate that scores highest with
-  the user's embedding at that layer is kept; the layers are then pooled by
-  their mean, as LightGCN pools.
-
-  Args:
-    user_layers: (hops, F).
-    positive_layers: (hops, F).
-    candidate_layers: (hops, H, F).
-    alpha: (hops,) mixing coefficients.
-
-  Returns:
-    (pooled negative (F,), its layer-0 embedding (F,), chosen index per layer (hops,)).
-  """
-  mixed = positive_mix(positive=positive_layers[:, None, :],
-                       negative=candidate_layers, alpha=alpha[:, None, None])
-  scores = jnp.einsum("lhf,lf->lh", jax.lax.stop_gradient(mixed),
-                      jax.lax.stop_gradient(user_layers))
-  chosen = jnp.argmax(scores, axis=1)
-  picked = jnp.take_along_axis(mixed, chosen[:, None, None], axis=1)[:, 0]
-  return picked.mean(axis=0), picked[0], chosen
+def batch_pools(key: jax.Array, users: jax.Array, exclude: SortedSets, num_items: int,
+                pool_size: int) -> jax.Array:
+  """`candidate_pool` for every user of a batch, one key each: int32 (B, pool_size)."""
+  draw = lambda k, u: candidate_pool(k, u, exclude, num_items, pool_size)
+  return jax.vmap(draw)(jax.random.split(key, users.shape[0]), users)

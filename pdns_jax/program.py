@@ -1,0 +1,186 @@
+"""Everything one run compiles and holds: checked config, data on device, jitted functions.
+
+`build_program(config)` checks every field before any compute, loads the
+split, builds the graph, model and sampler, uploads the training and
+evaluation arrays and wraps the epoch, the sampler refresh and the
+evaluation in vmapped, jitted functions. The loop (`train.py`) and the
+benchmark (`launch/benchmark.py`) both start here. A `Program` is built once
+and never changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdns_jax import config as config_lib
+from pdns_jax import data as data_lib
+from pdns_jax import evaluate as eval_lib
+from pdns_jax import graph as graph_lib
+from pdns_jax import losses
+from pdns_jax import models
+from pdns_jax import samplers
+from pdns_jax import simulation
+from pdns_jax import step as step_lib
+from pdns_jax.config import ConfigError
+from pdns_jax.data import reference
+from pdns_jax.samplers import base as samplers_base
+from pdns_jax.samplers import pools
+
+
+def check_config(config) -> None:
+  """Rejects unknown names and impossible values before any compute."""
+  def need(ok, field, why):
+    if not ok:
+      raise ConfigError(f"config.{field}: {why} (got {config[field]!r})")
+  need(config.model in models.MODELS, "model", f"must be one of {models.MODELS}")
+  need(config.sampler in samplers.REGISTRY, "sampler",
+       f"must be one of {tuple(samplers.REGISTRY)}")
+  need(config.loss in ("auto",) + losses.LOSSES, "loss",
+       f"must be 'auto' (the sampler's own) or one of {losses.LOSSES}")
+  need(not (config.sampler == "pdns" and config.loss == "bpr"), "loss",
+       "sampler 'pdns' is DNS with soft BPR; for DNS with BPR use sampler 'dns'")
+  need(config.propagation in graph_lib.PROPAGATIONS, "propagation",
+       f"must be one of {graph_lib.PROPAGATIONS}")
+  need(config.split in ("paper", "fn"), "split", "must be 'paper' or 'fn'")
+  need(config.pool_size >= 1, "pool_size", "must be >= 1")
+  need(config.beta > 0, "beta", "must be > 0")
+  need(0 <= config.alpha <= 1, "alpha", "must lie in [0, 1]")
+  need(config.learning_rate > 0, "learning_rate", "must be > 0")
+  need(config.l2 >= 0, "l2", "must be >= 0")
+  need(config.batch_size >= 1, "batch_size", "must be >= 1")
+  need(config.embed_dim >= 1, "embed_dim", "must be >= 1")
+  need(config.num_layers >= 1 or config.model == "mf", "num_layers",
+       "LightGCN needs >= 1 layer")
+  need(config.num_epochs >= 1, "num_epochs", "must be >= 1")
+  need(config.eval_every >= 1, "eval_every", "must be >= 1")
+  need(config.patience >= 1, "patience", "must be >= 1")
+  need(config.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
+  need(config.num_replicas >= 1, "num_replicas", "must be >= 1")
+  need(len(config.topk) >= 1 and all(int(k) >= 1 for k in config.topk), "topk",
+       "must be a non-empty tuple of positive cut-offs")
+  simulation.check_fraction(config.reveal_fraction)
+  need(config.reveal_fraction == 0 or config.split == "fn", "reveal_fraction",
+       "revealing false negatives needs config.split='fn'")
+  need(config.reveal_every >= 1, "reveal_every", "must be >= 1")
+  settings = config_lib.replica_settings(config)
+  need(not (config.reveal_fraction > 0 and config.reveal_start < 0 and len(settings) > 1),
+       "reveal_start", "set an explicit epoch when training several replicas (the "
+       "automatic start follows one run's validation peak, and replicas share the "
+       "training data)")
+
+
+def check_config_against_data(config, split: data_lib.Split) -> None:
+  """Rejects settings the loaded data cannot serve."""
+  if max(config.topk) > split.num_items:
+    raise ConfigError(f"config.topk: cut-off {max(config.topk)} is larger than the "
+                      f"{split.num_items} items of {split.name}")
+
+
+def eval_params(params, graph, valid: eval_lib.EvalSet, test: eval_lib.EvalSet, *,
+                model: models.Model, topk: tuple[int, ...]) -> dict:
+  """Valid and test metrics of one replica (embeddings computed once)."""
+  users, items = model.embed(params, graph)
+  out = {}
+  for prefix, data in (("valid", valid), ("test", test)):
+    for name, value in eval_lib.evaluate(users, items, data, topk).items():
+      out[f"{prefix}/{name}"] = value
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """Everything built once for a run: data on device, the model, jitted functions."""
+
+  config: Any
+  split: data_lib.Split
+  settings: list[dict]  # per replica: seed, beta, alpha, l2, learning_rate
+  spec: step_lib.Spec
+  graph: Any
+  hparams: dict  # per replica float settings, each (replicas,)
+  valid_set: eval_lib.EvalSet
+  test_set: eval_lib.EvalSet
+  reveals: simulation.RevealSchedule
+  topk: tuple[int, ...]
+  epoch_fn: Any  # (state, hparams, data, graph) -> (state, metrics); state donated
+  refresh_fn: Any  # (state, data, graph) -> state, or None when the sampler has none
+  eval_fn: Any  # (params, graph, valid_set, test_set) -> {"valid/recall@50": (R,), ...}
+
+  def init_state(self) -> step_lib.TrainState:
+    """The initial state of every replica (leading replica axis)."""
+    init = jax.vmap(functools.partial(step_lib.init_state, self.spec, self.train_data()),
+                    in_axes=(0, 0))
+    return init(jnp.asarray([s["seed"] for s in self.settings], jnp.uint32),
+                jnp.asarray([s["learning_rate"] for s in self.settings], jnp.float32))
+
+  @functools.cached_property
+  def _stage_independent(self) -> samplers_base.TrainData:
+    """The parts of TrainData no reveal changes, built once (exclude: stage 0)."""
+    split = self.split
+    return samplers_base.TrainData(
+        users=jnp.asarray(split.train[:, 0]), items=jnp.asarray(split.train[:, 1]),
+        exclude=self._exclusion(0),
+        false_negatives=pools.sorted_sets(split.fn, split.num_users))
+
+  def _exclusion(self, stage: int) -> pools.SortedSets:
+    split, reveals = self.split, self.reveals
+    excluded = np.concatenate([split.train, reveals.revealed(stage)])
+    everything = np.concatenate([split.train, reveals.revealed(reveals.stages)])
+    return pools.sorted_sets(excluded, split.num_users, like=everything)
+
+  def train_data(self, stage: int = 0) -> samplers_base.TrainData:
+    """Training arrays with `stage` 20% subsets of the FN set excluded from sampling."""
+    data = self._stage_independent
+    return data if stage == 0 else data.replace(exclude=self._exclusion(stage))
+
+
+def build_program(config, split: data_lib.Split | None = None) -> Program:
+  """Checks the config, loads (or takes) the split and builds the run's pieces.
+
+  Args:
+    config: a config as in configs/default.py.
+    split: use this split instead of loading config.dataset (benchmarks).
+  """
+  check_config(config)
+  if split is None:
+    split = data_lib.load_split(config)
+  check_config_against_data(config, split)
+  for line in reference.describe_split(split):
+    logging.info("%s", line)
+  settings = config_lib.replica_settings(config)
+  topk = tuple(int(k) for k in config.topk)
+  model = models.Model(kind=config.model, num_users=split.num_users,
+                       num_items=split.num_items, embed_dim=config.embed_dim,
+                       num_layers=config.num_layers, propagation=config.propagation)
+  graph = (graph_lib.device_graph(graph_lib.normalized_adjacency(
+      split.train, split.num_users, split.num_items)) if config.model == "lightgcn" else None)
+  sampler = samplers.build(config, split.num_items)
+  spec = step_lib.Spec(model=model, sampler=sampler, loss=samplers.loss_name(config),
+                       batch_size=config.batch_size, num_train=len(split.train),
+                       has_fn=len(split.fn) > 0)
+  logging.info("sampler %s (%s), loss %s", config.sampler,
+               samplers.REGISTRY[config.sampler].about, spec.loss)
+  eval_batch = config.eval_batch_size
+  refresh_fn = (jax.jit(jax.vmap(functools.partial(step_lib.refresh_sampler, spec=spec),
+                                 in_axes=(0, None, None)), donate_argnums=0)
+                if sampler.has_refresh else None)
+  return Program(
+      config=config, split=split, settings=settings, spec=spec, graph=graph,
+      hparams={name: jnp.asarray([s[name] for s in settings], jnp.float32)
+               for name in ("beta", "alpha", "l2")},
+      valid_set=eval_lib.eval_set(targets=split.valid, excluded=[split.train],
+                                  num_users=split.num_users, batch_size=eval_batch),
+      test_set=eval_lib.eval_set(targets=split.test, excluded=[split.train, split.valid],
+                                 num_users=split.num_users, batch_size=eval_batch),
+      reveals=simulation.RevealSchedule.from_config(config, split.fn), topk=topk,
+      epoch_fn=jax.jit(jax.vmap(functools.partial(step_lib.train_epoch, spec=spec),
+                                in_axes=(0, 0, None, None)), donate_argnums=0),
+      refresh_fn=refresh_fn,
+      eval_fn=jax.jit(jax.vmap(functools.partial(eval_params, model=model, topk=topk),
+                               in_axes=(0, None, None, None))))
