@@ -29,6 +29,18 @@ def get_config() -> ml_collections.ConfigDict:
   c.pool_size = 32              # H, candidates per positive
   c.beta = 0.1                  # soft BPR factor (pdns), Eq. 10
   c.alpha = 0.9                 # fixed positive-mixing coefficient (mix), Eq. 4
+  # The baselines' own knobs (../shared/BASELINES.md), read only by their sampler.
+  c.srns = ml_collections.ConfigDict(dict(
+      num_candidates=3000, memory=8, fresh=64, alpha=5.0, warmup_epochs=50, tau=10.0,
+      history=5))
+  c.gdns = ml_collections.ConfigDict(dict(num_candidates=1000, positives=16, decay=0.9,
+                                          gamma=1.0))
+  c.adasir = ml_collections.ConfigDict(dict(pool=50, proposals=200, samples=5))
+  c.irgan = ml_collections.ConfigDict(dict(temperature=0.2, samples=5, candidates=0,
+                                           learning_rate=0.001, l2=0.0001))
+  c.advir = ml_collections.ConfigDict(dict(eps=0.5, adv_weight=1.0))
+  c.pretrain_epochs = 0         # RNS epochs before a GAN sampler (irgan, advir) starts
+  c.init_from = ""              # or start from this earlier run's best parameters (a workdir)
   # Optimisation (PAPER.md 7).
   c.learning_rate = 0.001
   c.l2 = 0.0001                 # lambda on the batch's layer-0 embeddings

@@ -42,6 +42,8 @@ def check_config(config) -> None:
   need(config.model in models.MODELS, "model", f"must be one of {models.MODELS}")
   need(config.sampler in samplers.REGISTRY, "sampler",
        f"must be one of {tuple(samplers.REGISTRY)}")
+  samplers.REGISTRY[config.sampler].check(config)
+  need(config.pretrain_epochs >= 0, "pretrain_epochs", "must be >= 0")
   need(config.loss in ("auto",) + losses.LOSSES, "loss",
        f"must be 'auto' (the sampler's own) or one of {losses.LOSSES}")
   need(not (config.sampler == "pdns" and config.loss == "bpr"), "loss",
@@ -109,6 +111,8 @@ class Program:
   reveals: simulation.RevealSchedule
   topk: tuple[int, ...]
   epoch_fn: Any  # (state, hparams, data, graph) -> (state, metrics); state donated
+  pretrain_fn: Any  # the same with RNS and BPR (GAN samplers' pre-training), or None
+  pretrain_epochs: int  # epochs trained by pretrain_fn first
   refresh_fn: Any  # (state, data, graph) -> state, or None when the sampler has none
   eval_fn: Any  # (params, graph, valid_set, test_set) -> {"valid/recall@50": (R,), ...}
 
@@ -160,13 +164,21 @@ def build_program(config, split: data_lib.Split | None = None) -> Program:
                        num_layers=config.num_layers, propagation=config.propagation)
   graph = (graph_lib.device_graph(graph_lib.normalized_adjacency(
       split.train, split.num_users, split.num_items)) if config.model == "lightgcn" else None)
-  sampler = samplers.build(config, split.num_items)
+  sampler = samplers.build(config, split)
   spec = step_lib.Spec(model=model, sampler=sampler, loss=samplers.loss_name(config),
                        batch_size=config.batch_size, num_train=len(split.train),
                        has_fn=len(split.fn) > 0)
   logging.info("sampler %s (%s), loss %s", config.sampler,
                samplers.REGISTRY[config.sampler].about, spec.loss)
   eval_batch = config.eval_batch_size
+  compile_epoch = lambda spec: jax.jit(jax.vmap(
+      functools.partial(step_lib.train_epoch, spec=spec), in_axes=(0, 0, None, None)),
+                                    donate_argnums=0)
+  # The GAN samplers start from RNS training (PAPER.md 8.4): same state, the
+  # sampler's own state passed through untouched.
+  pretrain = samplers.REGISTRY[config.sampler].pretrain and config.pretrain_epochs > 0
+  pretrain_spec = dataclasses.replace(spec, sampler=samplers.REGISTRY["rns"].build(config, split),
+                                      loss="bpr")
   refresh_fn = (jax.jit(jax.vmap(functools.partial(step_lib.refresh_sampler, spec=spec),
                                  in_axes=(0, None, None)), donate_argnums=0)
                 if sampler.has_refresh else None)
@@ -179,8 +191,9 @@ def build_program(config, split: data_lib.Split | None = None) -> Program:
       test_set=eval_lib.eval_set(targets=split.test, excluded=[split.train, split.valid],
                                  num_users=split.num_users, batch_size=eval_batch),
       reveals=simulation.RevealSchedule.from_config(config, split.fn), topk=topk,
-      epoch_fn=jax.jit(jax.vmap(functools.partial(step_lib.train_epoch, spec=spec),
-                                in_axes=(0, 0, None, None)), donate_argnums=0),
+      epoch_fn=compile_epoch(spec),
+      pretrain_fn=compile_epoch(pretrain_spec) if pretrain else None,
+      pretrain_epochs=int(config.pretrain_epochs) if pretrain else 0,
       refresh_fn=refresh_fn,
       eval_fn=jax.jit(jax.vmap(functools.partial(eval_params, model=model, topk=topk),
                                in_axes=(0, None, None, None))))

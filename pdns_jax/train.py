@@ -129,7 +129,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
     epoch_start = time.time()
     if program.refresh_fn is not None:
       state = program.refresh_fn(state, data, program.graph)
-    state, out = program.epoch_fn(state, program.hparams, data, program.graph)
+    epoch_fn = program.pretrain_fn if epoch < program.pretrain_epochs else program.epoch_fn
+    state, out = epoch_fn(state, program.hparams, data, program.graph)
     out = jax.device_get(out)
     meta["epoch_seconds"].append(time.time() - epoch_start)
     epoch += 1

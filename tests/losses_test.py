@@ -4,6 +4,8 @@ The equivalences are checked through the trainer's `step.batch_loss`, with the
 samplers built from the registry, so they hold for what actually trains.
 """
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,6 +73,11 @@ class _Config(dict):
   __getattr__ = dict.__getitem__
 
 
+def _Split(num_items, train=None):  # pylint: disable=invalid-name
+  """The host-side facts a sampler is built from (a stand-in for data.Split)."""
+  return types.SimpleNamespace(num_items=num_items, train=train)
+
+
 def _problem(sampler_name, loss="auto"):
   model = models.Model(kind="lightgcn", num_users=6, num_items=9, embed_dim=4,
                        num_layers=2)
@@ -82,7 +89,7 @@ def _problem(sampler_name, loss="auto"):
                         exclude=pools.sorted_sets(train_pairs, 6),
                         false_negatives=pools.sorted_sets(np.zeros((0, 2)), 6))
   config = _Config(sampler=sampler_name, pool_size=5, loss=loss)
-  spec = step_lib.Spec(model=model, sampler=samplers.build(config, 9),
+  spec = step_lib.Spec(model=model, sampler=samplers.build(config, _Split(9, train_pairs)),
                        loss=samplers.loss_name(config), batch_size=8,
                        num_train=len(train_pairs), has_fn=False)
   params = model.init(jax.random.PRNGKey(3))

@@ -1,5 +1,7 @@
 """Samplers: exact exclusion, uniformity, membership, hardest pick, MixGCF, the registry."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -138,11 +140,16 @@ class _Config(dict):
   __getattr__ = dict.__getitem__
 
 
+def _Split(num_items, train=None):  # pylint: disable=invalid-name
+  """The host-side facts a sampler is built from (a stand-in for data.Split)."""
+  return types.SimpleNamespace(num_items=num_items, train=train)
+
+
 @pytest.mark.parametrize("name", samplers.SAMPLERS)
 def test_every_registered_sampler_returns_only_allowed_items(name):
   pairs, data, embeddings = _registry_problem()
   config = _Config(sampler=name, pool_size=6, loss="auto", alpha=0.5, beta=0.2)
-  sampler = samplers.build(config, 20)
+  sampler = samplers.build(config, _Split(20, pairs))
   state = sampler.init(jax.random.PRNGKey(0), data)
   positives = {(int(u), int(i)) for u, i in pairs}
   batch = base.Batch(users=jnp.asarray(pairs[:, 0]), positives=jnp.asarray(pairs[:, 1]),
@@ -163,7 +170,8 @@ def test_every_registered_sampler_returns_only_allowed_items(name):
 def test_registry_losses_and_the_pdns_preset():
   config = _Config(sampler="pdns", pool_size=4, loss="auto")
   assert samplers.loss_name(config) == "soft_bpr"
-  assert samplers.build(config, 10) == samplers.build(_Config(config, sampler="dns"), 10)
+  assert samplers.build(config, _Split(10)) == samplers.build(_Config(config, sampler="dns"),
+                                                              _Split(10))
   assert samplers.loss_name(_Config(config, sampler="dns")) == "bpr"
   assert samplers.loss_name(_Config(config, sampler="dns", loss="soft_bpr")) == "soft_bpr"
 

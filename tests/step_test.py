@@ -84,7 +84,7 @@ def test_train_epoch_matches_a_hand_rolled_loop_of_batch_loss_and_adam():
 
 @pytest.fixture
 def counting_sampler(monkeypatch):
-  entry = samplers.Entry(lambda c, n: Counting(num_items=n), "bpr", "test: counts steps")
+  entry = samplers.Entry(lambda c, s: Counting(num_items=s.num_items), "bpr", "test: counts steps")
   monkeypatch.setitem(samplers.REGISTRY, "counting", entry)
 
 

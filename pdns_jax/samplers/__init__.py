@@ -24,34 +24,42 @@ class Entry:
   """A registered sampler.
 
   Attributes:
-    build: (config, num_items) -> the sampler.
+    build: (config, split) -> the sampler; `split` is the host-side
+      `data.Split` (sizes, training pairs) for static shapes such as a pool size.
     loss: the loss `config.loss="auto"` selects ("bpr" | "soft_bpr").
     about: one line for documentation and errors.
+    check: (config) -> None, raises `config.ConfigError` naming the field for
+      an impossible value of the sampler's own knobs; run before any compute.
+    pretrain: whether runs start with `config.pretrain_epochs` RNS epochs
+      (the GAN samplers, PAPER.md 8.4).
   """
 
   build: Callable[..., base.Sampler]
   loss: str
   about: str
+  check: Callable[..., None] = lambda config: None
+  pretrain: bool = False
 
 
 REGISTRY = {
-    "rns": Entry(lambda c, n: Uniform(num_items=n), "bpr",
+    "rns": Entry(lambda c, s: Uniform(num_items=s.num_items), "bpr",
                  "RNS: one uniform non-interacted item"),
-    "dns": Entry(lambda c, n: Hardest(num_items=n, pool_size=c.pool_size), "bpr",
+    "dns": Entry(lambda c, s: Hardest(num_items=s.num_items, pool_size=c.pool_size), "bpr",
                  "DNS (Eq. 3): the highest-scoring of H uniform candidates"),
-    "pdns": Entry(lambda c, n: Hardest(num_items=n, pool_size=c.pool_size), "soft_bpr",
+    "pdns": Entry(lambda c, s: Hardest(num_items=s.num_items, pool_size=c.pool_size), "soft_bpr",
                   "PDNS (Algorithm 1): DNS with soft BPR, beta = config.beta"),
-    "mix": Entry(lambda c, n: Hardest(num_items=n, pool_size=c.pool_size, mix=True), "bpr",
+    "mix": Entry(lambda c, s: Hardest(num_items=s.num_items, pool_size=c.pool_size,
+                                                    mix=True), "bpr",
                  "DNS + positive mixing with a fixed alpha = config.alpha (Eq. 4)"),
-    "mixgcf": Entry(lambda c, n: MixGCF(num_items=n, pool_size=c.pool_size), "bpr",
+    "mixgcf": Entry(lambda c, s: MixGCF(num_items=s.num_items, pool_size=c.pool_size), "bpr",
                     "MixGCF: random positive mixing per layer and hop mixing"),
 }
 SAMPLERS = tuple(REGISTRY)
 
 
-def build(config, num_items: int) -> base.Sampler:
-  """The sampler `config.sampler` names, for a catalogue of `num_items` items."""
-  return REGISTRY[config.sampler].build(config, num_items)
+def build(config, split) -> base.Sampler:
+  """The sampler `config.sampler` names, for the data of `split` (a `data.Split`)."""
+  return REGISTRY[config.sampler].build(config, split)
 
 
 def loss_name(config) -> str:
