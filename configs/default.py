@@ -32,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
   # The baselines' own knobs (../shared/BASELINES.md), read only by their sampler.
   c.srns = ml_collections.ConfigDict(dict(
       num_candidates=3000, memory=8, fresh=64, alpha=5.0, warmup_epochs=50, tau=10.0,
-      history=5))
+      history=5, history_dtype="float32"))  # history_dtype: float32 | bfloat16 (halves U x C x W)
   c.gdns = ml_collections.ConfigDict(dict(num_candidates=1000, positives=16, decay=0.9,
                                           gamma=1.0))
   c.adasir = ml_collections.ConfigDict(dict(pool=50, proposals=200, samples=5))
@@ -62,4 +62,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1        # save the latest state every this many evaluations
   c.progress = True             # tqdm bar per epoch
   c.tensorboard = True          # event file in the workdir
+  # Resuming a workdir with other values of fields beyond num_epochs, patience,
+  # eval_every, checkpoint_every, progress, tensorboard, eval_batch_size is
+  # refused unless they are listed here ("field,field"), e.g. learning_rate.
+  c.resume_changes = ""
   return c.lock()

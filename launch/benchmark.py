@@ -1,9 +1,10 @@
 """Speed of one training setup: compile, epoch, evaluation, replicas, graph, propagation.
 
-Builds what `train.train_and_evaluate` builds for a config (split, graph, model,
-jitted vmapped `train_epoch`, jitted evaluation), then times: the compile, a
-warm-up epoch, N epochs and M full evaluations, always waiting for the device
-(`block_until_ready`) before reading the clock. It prints one `name: value`
+Builds what `train.train_and_evaluate` builds for a config
+(`program.build_program`: split, graph, model, jitted vmapped epoch, jitted
+evaluation), then times: the compile, a warm-up epoch, N epochs and M full
+evaluations, always waiting for the device (`block_until_ready`) before
+reading the clock. It prints one `name: value`
 line per figure, so scripts and tests can parse it.
 
 Runs (from the repo root; PDNS_DATA_DIR=/work/shared/data or wherever the data is):
@@ -36,7 +37,9 @@ updates of one replica per second, summed over replicas), peak_memory_bytes and
 peak_memory_source; with --replicas: replicas, single_epoch_seconds,
 vmapped_epoch_seconds, sequential_epoch_seconds, replica_speedup; with --propagation_compare:
 propagation_<method>_seconds; with --graph_only: graph_edges,
-graph_build_seconds, graph_peak_rss_bytes.
+graph_build_seconds, graph_peak_rss_bytes (graph_edges: stored entries of the
+normalised adjacency, both directions). A bad flag or config value stops with
+one `error:` line and exit status 2.
 """
 
 from __future__ import annotations
@@ -44,50 +47,23 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import pathlib
 import resource
-import sys
 import time
 from typing import Any, Callable
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 
-# Config files import `configs.default`; make the repo root importable.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from pdns_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+from launch import cli
+from pdns_jax import data as data_lib
 from pdns_jax import evaluate as eval_lib
 from pdns_jax import graph as graph_lib
 from pdns_jax import models
-from pdns_jax import train
+from pdns_jax import program as program_lib
 from pdns_jax.data import core as data_core
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Path to a config file, e.g. configs/ml100k.py.", lock_config=True)
-_EPOCHS = flags.DEFINE_integer("epochs", 3, "Timed training epochs (0: skip training).")
-_WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed epochs and evaluations after compiling.")
-_EVAL_REPEATS = flags.DEFINE_integer("eval_repeats", 3, "Timed full evaluations (0: skip).")
-_REPLICAS = flags.DEFINE_integer(
-    "replicas", 0, "If > 0, also compare this many vmapped replicas (seeds) with as "
-    "many sequential single runs.")
-_PROPAGATION_COMPARE = flags.DEFINE_bool(
-    "propagation_compare", False, "Time one LightGCN forward + backward propagation "
-    "with each method of graph.PROPAGATIONS.")
-_PROPAGATION_REPEATS = flags.DEFINE_integer("propagation_repeats", 5,
-                                            "Timed calls per propagation method.")
-_GRAPH_ONLY = flags.DEFINE_bool("graph_only", False,
-                                "Only build the normalised adjacency; no training.")
-_SYNTHETIC_USERS = flags.DEFINE_integer("synthetic_users", 0,
-                                        "Users of a random graph replacing the config's data.")
-_SYNTHETIC_ITEMS = flags.DEFINE_integer("synthetic_items", 0, "Items of the random graph.")
-_SYNTHETIC_INTERACTIONS = flags.DEFINE_integer(
-    "synthetic_interactions", 0, "Training interactions of the random graph (valid "
-    "and test add an eighth of that each: an 80/10/10 split).")
 
 # Item popularity of the random graph: item = floor(num_items * u ** ITEM_SKEW),
 # u uniform, so the density falls as x^(1/ITEM_SKEW - 1): a long tail like
@@ -156,16 +132,16 @@ def random_split(num_users: int, num_items: int, num_train: int,
   return split
 
 
-def load_split(config) -> data_lib.Split:
-  """The random graph if --synthetic_* are set, else the config's own split."""
-  sizes = (_SYNTHETIC_USERS.value, _SYNTHETIC_ITEMS.value, _SYNTHETIC_INTERACTIONS.value)
-  if any(sizes):
-    return random_split(*sizes, seed=config.data_seed)
+def benchmark_split(config, num_users: int = 0, num_items: int = 0,
+                    num_train: int = 0) -> data_lib.Split:
+  """A random graph of these sizes if any is set, else the config's own split."""
+  if num_users or num_items or num_train:
+    return random_split(num_users, num_items, num_train, seed=config.data_seed)
   return data_lib.load_split(config)
 
 
-def device_graph(split: data_lib.Split) -> dict:
-  """The normalised adjacency of the training pairs, on device."""
+def training_graph(split: data_lib.Split) -> dict:
+  """The normalised adjacency of the split's training pairs, on device."""
   return graph_lib.device_graph(graph_lib.normalized_adjacency(
       split.train, split.num_users, split.num_items))
 
@@ -188,8 +164,9 @@ def _compiled(jitted: Callable, *args) -> tuple[Callable, float]:
   return executable, time.perf_counter() - start
 
 
-def time_run(run: train.Run, *, epochs: int, warmup: int, eval_repeats: int) -> dict:
-  """Compiles and times the run's epoch and evaluation, as train_and_evaluate calls them.
+def time_program(program: program_lib.Program, *, epochs: int, warmup: int,
+                 eval_repeats: int) -> dict:
+  """Compiles and times the program's epoch and evaluation, as the trainer calls them.
 
   Returns:
     {"compile_seconds", "train_epoch_seconds", "steps_per_second"} when epochs
@@ -197,28 +174,29 @@ def time_run(run: train.Run, *, epochs: int, warmup: int, eval_repeats: int) -> 
     eval_repeats > 0 (medians of the timed calls).
   """
   out = {}
-  state, data = run.init_state(), run.train_data()
+  state, data = program.init_state(), program.train_data()
+  hparams, graph = program.hparams, program.graph
   if epochs > 0:
-    epoch, out["compile_seconds"] = _compiled(run.epoch_fn, state, run.hparams, data,
-                                              run.graph)
+    epoch, out["compile_seconds"] = _compiled(program.epoch_fn, state, hparams, data, graph)
     seconds = []
     for i in range(warmup + epochs):
-      (state, _), elapsed = _timed(epoch, state, run.hparams, data, run.graph)
+      (state, _), elapsed = _timed(epoch, state, hparams, data, graph)
       if i >= warmup:
         seconds.append(elapsed)
     out["train_epoch_seconds"] = float(np.median(seconds))
-    num_batches = -(-run.spec.num_train // run.spec.batch_size)
-    out["steps_per_second"] = num_batches * len(run.settings) / out["train_epoch_seconds"]
+    num_batches = -(-program.spec.num_train // program.spec.batch_size)
+    out["steps_per_second"] = (num_batches * len(program.settings) /
+                               out["train_epoch_seconds"])
   if eval_repeats > 0:
+    valid, test = program.valid_set, program.test_set
     evaluate, out["eval_compile_seconds"] = _compiled(
-        run.eval_fn, state.params, run.graph, run.valid_set, run.test_set)
+        program.eval_fn, state.params, graph, valid, test)
+    model, topk = program.spec.model, program.topk
     test_only, _ = _compiled(jax.jit(jax.vmap(
-        lambda params, graph, test: eval_lib.evaluate(*run.spec.model.embed(params, graph),
-                                                      test, run.topk),
-        in_axes=(0, None, None))), state.params, run.graph, run.test_set)
-    for name, fn, args in (
-        ("eval_seconds", evaluate, (state.params, run.graph, run.valid_set, run.test_set)),
-        ("eval_test_seconds", test_only, (state.params, run.graph, run.test_set))):
+        lambda params, graph, test: eval_lib.evaluate(*model.embed(params, graph), test, topk),
+        in_axes=(0, None, None))), state.params, graph, test)
+    for name, fn, args in (("eval_seconds", evaluate, (state.params, graph, valid, test)),
+                           ("eval_test_seconds", test_only, (state.params, graph, test))):
       seconds = [_timed(fn, *args)[1] for _ in range(warmup + eval_repeats)]
       out[name] = float(np.median(seconds[warmup:]))
   return out
@@ -318,54 +296,44 @@ def _shapes(config, split: data_lib.Split, replicas: int) -> str:
 def graph_only(config, split: data_lib.Split) -> None:
   """Times and measures normalized_adjacency + device_graph alone."""
   _print("shapes", _shapes(config, split, 0))
-  _print("graph_edges", 2 * len(split.train))
   reset = _rss_peak_reset()
-  _, seconds = _timed(device_graph, split)
+  graph, seconds = _timed(training_graph, split)
+  _print("graph_edges", int(graph["values"].shape[0]))
   _print("graph_build_seconds", seconds)
   _print("graph_peak_rss_bytes", _rss_peak_bytes())
   _print("graph_peak_rss_source", "VmHWM reset before the build" if reset
          else "whole process, including data generation")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
-  _print("backend", jax.default_backend())
-  _print("devices", ", ".join(str(d) for d in jax.devices()))
-  try:
-    split, seconds = _timed(load_split, config)
-    _print("data", f"{split.name} ({seconds:.1f} s to load or generate)")
-    if _GRAPH_ONLY.value:
-      graph_only(config, split)
-    else:
-      benchmark(config, split)
-  except (train.ConfigError, data_lib.DataError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  memory, source = peak_memory()
-  _print("peak_memory_bytes", memory)
-  _print("peak_memory_source", source)
+def benchmark(config, split: data_lib.Split, *, epochs: int, warmup: int,
+              eval_repeats: int, replicas: int = 0, propagation_compare: bool = False,
+              propagation_repeats: int = 5) -> None:
+  """Times the config's program, then the replica and propagation comparisons asked for.
 
-
-def benchmark(config, split: data_lib.Split) -> None:
-  """Times the config's run, then the replica and propagation comparisons asked for."""
-  replicas = _REPLICAS.value
+  Args:
+    config: the config to time.
+    split: its data (or a random graph).
+    epochs, warmup, eval_repeats: timed epochs, untimed calls, timed evaluations.
+    replicas: if > 0, train this many seeds vmapped and compare with one seed
+      trained as many times.
+    propagation_compare: also time each LightGCN propagation method.
+    propagation_repeats: timed calls per propagation method.
+  """
   if replicas > 0:
     config = replica_config(config, replicas)
-  run = train.build_run(config, split)
-  _print("shapes", _shapes(config, split, len(run.settings)))
-  times = time_run(run, epochs=_EPOCHS.value, warmup=_WARMUP.value,
-                   eval_repeats=_EVAL_REPEATS.value)
+  program = program_lib.build_program(config, split)
+  _print("shapes", _shapes(config, split, len(program.settings)))
+  times = time_program(program, epochs=epochs, warmup=warmup, eval_repeats=eval_repeats)
   for name, value in times.items():
     _print(name, value)
-  if _EVAL_REPEATS.value > 0:
-    _print("eval_users", int(jnp.sum(run.valid_set.real) + jnp.sum(run.test_set.real)))
+  if eval_repeats > 0:
+    _print("eval_users", int(jnp.sum(program.valid_set.real) +
+                             jnp.sum(program.test_set.real)))
 
-  if replicas > 0 and _EPOCHS.value > 0:
-    del run  # its state and compiled programs
-    single = time_run(train.build_run(replica_config(config, 1), split), epochs=_EPOCHS.value,
-                      warmup=_WARMUP.value, eval_repeats=0)
+  if replicas > 0 and epochs > 0:
+    del program  # its state and compiled programs
+    single = time_program(program_lib.build_program(replica_config(config, 1), split),
+                          epochs=epochs, warmup=warmup, eval_repeats=0)
     sequential = replicas * single["train_epoch_seconds"]
     _print("replicas", replicas)
     _print("single_epoch_seconds", single["train_epoch_seconds"])
@@ -373,15 +341,62 @@ def benchmark(config, split: data_lib.Split) -> None:
     _print("sequential_epoch_seconds", sequential)
     _print("replica_speedup", sequential / times["train_epoch_seconds"])
 
-  if _PROPAGATION_COMPARE.value:
+  if propagation_compare:
     model = models.Model(kind="lightgcn", num_users=split.num_users,
                          num_items=split.num_items, embed_dim=config.embed_dim,
                          num_layers=config.num_layers)
-    seconds = propagation_seconds(model, device_graph(split), _PROPAGATION_REPEATS.value)
+    seconds = propagation_seconds(model, training_graph(split), propagation_repeats)
     for method, value in seconds.items():
       _print(f"propagation_{method}_seconds", value)
 
 
-if __name__ == "__main__":
+def main():
+  """The command line (flags are defined here so that importing defines none)."""
+  config = config_flags.DEFINE_config_file(
+      "config", None, "Path to a config file, e.g. configs/ml100k.py.", lock_config=True)
+  epochs = flags.DEFINE_integer("epochs", 3, "Timed training epochs (0: skip training).",
+                                lower_bound=0)
+  warmup = flags.DEFINE_integer("warmup", 1,
+                                "Untimed epochs and evaluations after compiling.",
+                                lower_bound=0)
+  eval_repeats = flags.DEFINE_integer("eval_repeats", 3,
+                                      "Timed full evaluations (0: skip).", lower_bound=0)
+  replicas = flags.DEFINE_integer(
+      "replicas", 0, "If > 0, also compare this many vmapped replicas (seeds) with as "
+      "many sequential single runs.", lower_bound=0)
+  propagation_compare = flags.DEFINE_bool(
+      "propagation_compare", False, "Time one LightGCN forward + backward propagation "
+      "with each method of graph.PROPAGATIONS.")
+  propagation_repeats = flags.DEFINE_integer(
+      "propagation_repeats", 5, "Timed calls per propagation method.", lower_bound=1)
+  only_graph = flags.DEFINE_bool("graph_only", False,
+                                 "Only build the normalised adjacency; no training.")
+  users = flags.DEFINE_integer("synthetic_users", 0,
+                               "Users of a random graph replacing the config's data.")
+  items = flags.DEFINE_integer("synthetic_items", 0, "Items of the random graph.")
+  interactions = flags.DEFINE_integer(
+      "synthetic_interactions", 0, "Training interactions of the random graph (valid "
+      "and test add an eighth of that each: an 80/10/10 split).")
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+
+  def body():
+    _print("backend", jax.default_backend())
+    _print("devices", ", ".join(str(d) for d in jax.devices()))
+    split, seconds = _timed(benchmark_split, config.value, users.value, items.value,
+                            interactions.value)
+    _print("data", f"{split.name} ({seconds:.1f} s to load or generate)")
+    if only_graph.value:
+      graph_only(config.value, split)
+    else:
+      benchmark(config.value, split, epochs=epochs.value, warmup=warmup.value,
+                eval_repeats=eval_repeats.value, replicas=replicas.value,
+                propagation_compare=propagation_compare.value,
+                propagation_repeats=propagation_repeats.value)
+    memory, source = peak_memory()
+    _print("peak_memory_bytes", memory)
+    _print("peak_memory_source", source)
+  cli.run(body, verbosity=None)  # absl's INFO log: the data and sampler lines
+
+
+if __name__ == "__main__":
+  main()

@@ -19,6 +19,12 @@
 
 set -u
 cd "$(dirname "$0")/.."
+# The scripts import pdns_jax, configs and launch as installed packages
+# (`pip install -r requirements.txt`); a bare copy of the repo on a device
+# machine, with no index to install from, imports them from here instead.
+if ! python -c "import pdns_jax, configs, launch" 2> /dev/null; then
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
 OUT="${OUT:-/tmp/gpu_check}"
 mkdir -p "$OUT"
 export PDNS_CACHE_DIR="${PDNS_CACHE_DIR:-/tmp/pdns_split_cache}"  # not under $OUT: not sent back

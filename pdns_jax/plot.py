@@ -6,7 +6,8 @@ draws one line per run (and per replica of a replica run, labelled by the
 hyper-parameters that differ between its replicas); `--metric` may be given
 several times, one panel each (e.g. `--metric fn_hit_rate`). Figures are drawn
 with matplotlib's Agg canvas, never pyplot, so this works without a display and
-does not change a notebook's backend. `launch/paper.py` draws its figures here.
+does not change a notebook's backend. The paper's experiments
+(`pdns_jax/experiments/paper.py`) draw their figures here.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import dataclasses
 import json
 import pathlib
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Hashable, Sequence
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 import ml_collections
 import numpy as np
 
-from pdns_jax import train
+from pdns_jax import config as config_lib
 
 METRIC_LABELS = {"fn_hit_rate": "False-negative hit rate", "loss": "Training loss",
                  "revealed": "Revealed share of the FN set"}
@@ -61,7 +62,9 @@ def read_curves(workdir: str | pathlib.Path) -> list[Curve]:
   """The curves of one run folder, one per replica in the trainer's order.
 
   Labels are the folder name, plus for several replicas the hyper-parameters
-  that differ between them.
+  that differ between them. Each replica's hyper-parameters come from the
+  run's config.json, expanded as the trainer expands them, so a run still
+  training can be drawn too.
   """
   workdir = pathlib.Path(workdir)
   path = workdir / "metrics.jsonl"
@@ -69,9 +72,9 @@ def read_curves(workdir: str | pathlib.Path) -> list[Curve]:
     raise FileNotFoundError(f"{path} not found: is {workdir} a training workdir?")
   lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
   config_path = workdir / "config.json"
-  settings = (train.replica_settings(ml_collections.ConfigDict(
+  settings = (config_lib.replica_settings(ml_collections.ConfigDict(
       json.loads(config_path.read_text()))) if config_path.is_file() else [{}])
-  varying = [k for k in train.REPLICA_FIELDS
+  varying = [k for k in config_lib.REPLICA_FIELDS
              if len({s.get(k) for s in settings}) > 1]
   curves = []
   for replica, hparams in enumerate(settings):
@@ -86,33 +89,53 @@ def read_curves(workdir: str | pathlib.Path) -> list[Curve]:
   return curves
 
 
-def mean_curves(curves: Sequence[Curve]) -> list[Curve]:
-  """Averages curves with the same label (e.g. seeds of one setting), per epoch.
+def mean_curve(group: Sequence[Curve], label: str, hparams: dict | None = None) -> Curve:
+  """A new curve averaging `group` (e.g. the seeds of one setting), per epoch.
 
   Epochs are the union over the group; each point averages the curves that
-  reached it (runs that stopped early drop out). Keeps first-seen label order.
+  reached it (runs that stopped early drop out). The group is left unchanged.
+
+  Args:
+    group: the curves to average.
+    label: the new curve's legend text.
+    hparams: the new curve's hparams (e.g. the setting the group shares).
   """
-  groups: dict[str, list[Curve]] = {}
+  epochs = np.unique(np.concatenate([c.epochs for c in group]))
+  names = list(dict.fromkeys(n for c in group for n in c.values))
+  values, spread = {}, {}
+  for name in names:
+    table = np.full((len(group), len(epochs)), np.nan)
+    for row, c in enumerate(group):
+      if name in c.values:
+        table[row, np.searchsorted(epochs, c.epochs)] = c.values[name]
+    counts = np.sum(~np.isnan(table), axis=0)
+    sums = np.nansum(table, axis=0)
+    values[name] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    if len(group) > 1:
+      centred = np.where(np.isnan(table), 0.0, table - values[name])
+      spread[name] = np.sqrt(np.sum(centred ** 2, axis=0) / np.maximum(counts - 1, 1))
+  return Curve(label=label, epochs=epochs, values=values, hparams=dict(hparams or {}),
+               spread=spread)
+
+
+def mean_curves(curves: Sequence[Curve],
+                key: Callable[[Curve], Hashable] = lambda c: c.label,
+                label: Callable[[Curve], str] = lambda c: c.label) -> list[Curve]:
+  """Averages the curves that share `key` (default: the label); first-seen order.
+
+  Args:
+    curves: the curves; none is changed.
+    key: what a group shares, e.g. the setting's values in `hparams`.
+    label: the legend text of a group, from its first curve.
+
+  Returns:
+    One new curve per group (see `mean_curve`), with the first curve's hparams.
+  """
+  groups: dict[Hashable, list[Curve]] = {}
   for curve in curves:
-    groups.setdefault(curve.label, []).append(curve)
-  out = []
-  for label, group in groups.items():
-    epochs = np.unique(np.concatenate([c.epochs for c in group]))
-    names = list(dict.fromkeys(n for c in group for n in c.values))
-    values, spread = {}, {}
-    for name in names:
-      table = np.full((len(group), len(epochs)), np.nan)
-      for row, c in enumerate(group):
-        if name in c.values:
-          table[row, np.searchsorted(epochs, c.epochs)] = c.values[name]
-      counts = np.sum(~np.isnan(table), axis=0)
-      sums = np.nansum(table, axis=0)
-      values[name] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-      if len(group) > 1:
-        centred = np.where(np.isnan(table), 0.0, table - values[name])
-        spread[name] = np.sqrt(np.sum(centred ** 2, axis=0) / np.maximum(counts - 1, 1))
-    out.append(Curve(label=label, epochs=epochs, values=values, spread=spread))
-  return out
+    groups.setdefault(key(curve), []).append(curve)
+  return [mean_curve(group, label(group[0]), group[0].hparams)
+          for group in groups.values()]
 
 
 @dataclasses.dataclass
@@ -172,8 +195,7 @@ def plot_workdirs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Pat
   """One panel per metric, one line per run/replica of `workdirs`."""
   curves = [c for w in workdirs for c in read_curves(w)]
   if relabel is not None:
-    for curve in curves:
-      curve.label = relabel(curve)
+    curves = [dataclasses.replace(c, label=relabel(c)) for c in curves]
   return draw([Panel(title=metric_label(m), curves=curves, metric=m) for m in metrics],
               out)
 

@@ -65,6 +65,8 @@ def check_config(config) -> None:
   need(config.patience >= 1, "patience", "must be >= 1")
   need(config.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
   need(config.num_replicas >= 1, "num_replicas", "must be >= 1")
+  need(0 <= config.seed and config.seed + config.num_replicas <= 2 ** 32, "seed",
+       "seeds seed .. seed + num_replicas - 1 must lie in [0, 2**32)")
   need(len(config.topk) >= 1 and all(int(k) >= 1 for k in config.topk), "topk",
        "must be a non-empty tuple of positive cut-offs")
   simulation.check_fraction(config.reveal_fraction)
@@ -78,11 +80,27 @@ def check_config(config) -> None:
        "training data)")
 
 
-def check_config_against_data(config, split: data_lib.Split) -> None:
-  """Rejects settings the loaded data cannot serve."""
+def check_config_against_data(config, split: data_lib.Split) -> int:
+  """Rejects settings the loaded data cannot serve.
+
+  Returns:
+    The batch size to train with: config.batch_size, clamped (with a warning)
+    to the number of training pairs, since a larger batch only pads.
+  """
   if max(config.topk) > split.num_items:
     raise ConfigError(f"config.topk: cut-off {max(config.topk)} is larger than the "
                       f"{split.num_items} items of {split.name}")
+  if config.pool_size > split.num_items:
+    raise ConfigError(f"config.pool_size: {config.pool_size} candidates per example for "
+                      f"{split.num_items} items; candidates are drawn with replacement, so "
+                      "a pool beyond the item count only costs time. Use at most "
+                      f"{split.num_items}")
+  if config.batch_size > len(split.train):
+    logging.warning("config.batch_size %d is larger than the %d training pairs of %s; "
+                    "training with batches of %d (one batch per epoch)", config.batch_size,
+                    len(split.train), split.name, len(split.train))
+    return len(split.train)
+  return int(config.batch_size)
 
 
 def eval_params(params, graph, valid: eval_lib.EvalSet, test: eval_lib.EvalSet, *,
@@ -154,7 +172,7 @@ def build_program(config, split: data_lib.Split | None = None) -> Program:
   check_config(config)
   if split is None:
     split = data_lib.load_split(config)
-  check_config_against_data(config, split)
+  batch_size = check_config_against_data(config, split)
   for line in reference.describe_split(split):
     logging.info("%s", line)
   settings = config_lib.replica_settings(config)
@@ -166,7 +184,7 @@ def build_program(config, split: data_lib.Split | None = None) -> Program:
       split.train, split.num_users, split.num_items)) if config.model == "lightgcn" else None)
   sampler = samplers.build(config, split)
   spec = step_lib.Spec(model=model, sampler=sampler, loss=samplers.loss_name(config),
-                       batch_size=config.batch_size, num_train=len(split.train),
+                       batch_size=batch_size, num_train=len(split.train),
                        has_fn=len(split.fn) > 0)
   logging.info("sampler %s (%s), loss %s", config.sampler,
                samplers.REGISTRY[config.sampler].about, spec.loss)

@@ -53,12 +53,19 @@ class Reporter:
       import tensorboardX  # pylint: disable=g-import-not-at-top
       self.writer = tensorboardX.SummaryWriter(str(workdir / "tensorboard"))
 
-  def record(self, lines: list[dict]) -> None:
-    """Appends one evaluation's lines (one per replica) and shows them."""
+  def _append(self, lines: list[dict]) -> None:
     with open(self.path, "a") as f:
       f.write("".join(json.dumps(l) + "\n" for l in lines))
       f.flush()
       os.fsync(f.fileno())
+
+  def record_event(self, line: dict) -> None:
+    """Appends a line that is not an evaluation (it carries an "event" key)."""
+    self._append([line])
+
+  def record(self, lines: list[dict]) -> None:
+    """Appends one evaluation's lines (one per replica) and shows them."""
+    self._append(lines)
     for line in lines:
       self._scalars(line)
       self._console(line)

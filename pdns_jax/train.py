@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import sys
 import time
 
 from absl import logging
@@ -25,6 +26,7 @@ from pdns_jax import checkpoints as checkpoints_lib
 from pdns_jax import program as program_lib
 from pdns_jax import reporting
 from pdns_jax import simulation
+from pdns_jax import workdir as workdir_lib
 from pdns_jax.config import ConfigError
 from pdns_jax.program import check_config  # pylint: disable=unused-import
 
@@ -71,7 +73,7 @@ def _select(pick: jax.Array, new, old):
 
 
 def _restore_or_init(program: program_lib.Program, checkpoints, workdir):
-  """(state, best state, meta): from the workdir's latest checkpoint, else fresh."""
+  """(state, best state, meta): from the workdir's latest intact checkpoint, else fresh."""
   state = program.init_state()
   meta = {"epoch": 0, "train_seconds": 0.0, "epoch_seconds": [], "reveal_start":
           int(program.config.reveal_start),
@@ -81,10 +83,29 @@ def _restore_or_init(program: program_lib.Program, checkpoints, workdir):
   except checkpoints_lib.ShapeMismatch as e:
     raise ConfigError(f"workdir {workdir} holds checkpoints of a differently shaped run "
                       f"({e}); use a new --workdir, or the config that wrote them") from e
+  except checkpoints_lib.Damaged as e:
+    raise ConfigError(f"workdir {workdir}: {e}") from e
   if restored is None:
     return state, jax.tree_util.tree_map(jnp.copy, state), meta  # state is donated
-  logging.info("resuming %s from epoch %d", workdir, restored[2]["epoch"])
-  return restored
+  state, best_state, meta = restored
+  logging.info("resuming %s from epoch %d", workdir, meta["epoch"])
+  # The learning rate lives in the optimiser state: a changed one (allowed by
+  # config.resume_changes) takes effect from here on.
+  rates = jnp.asarray([s["learning_rate"] for s in program.settings], jnp.float32)
+  hyper = dict(state.opt_state.hyperparams, learning_rate=rates)
+  return state.replace(opt_state=state.opt_state._replace(hyperparams=hyper)), best_state, meta
+
+
+def _claim(config, workdir: pathlib.Path):
+  """Locks the workdir and checks a resumed run's config; (lock, changes to record)."""
+  lock = workdir_lib.claim(workdir)
+  stored = workdir / "config.json"
+  changes = {}
+  if stored.is_file() and any((workdir / "checkpoints" / "latest").glob("[0-9]*")):
+    changes = workdir_lib.resume_changes(json.loads(stored.read_text()),
+                                         json.loads(config.to_json()), config.resume_changes)
+  reporting.write_json(stored, json.loads(config.to_json()))
+  return lock, changes
 
 
 def _check_finite(out: dict, epoch: int, program, workdir) -> None:
@@ -110,8 +131,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   """
   workdir = pathlib.Path(workdir).resolve()  # orbax wants absolute paths
   program = program_lib.build_program(config)
-  workdir.mkdir(parents=True, exist_ok=True)
-  reporting.write_json(workdir / "config.json", json.loads(config.to_json()))
+  lock, changes = _claim(config, workdir)  # pylint: disable=unused-variable
   select_key = f"valid/recall@{max(program.topk)}"
   checkpoints = checkpoints_lib.Checkpoints(workdir)
   state, best_state, meta = _restore_or_init(program, checkpoints, workdir)
@@ -119,10 +139,15 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   epoch, reveal_start, reveals = meta["epoch"], meta["reveal_start"], program.reveals
   stage = reveals.stage_at(epoch, reveal_start)
   data = program.train_data(stage)
-  bar = tqdm.tqdm(total=config.num_epochs, initial=epoch, disable=not config.progress,
+  # A bar only on a terminal: in a log file its carriage returns are noise.
+  progress = config.progress and sys.stderr.isatty()
+  bar = tqdm.tqdm(total=config.num_epochs, initial=epoch, disable=not progress,
                   desc=f"{config.dataset}/{config.model}/{config.sampler}", unit="epoch")
   reporter = reporting.Reporter(workdir, last_epoch=epoch, tensorboard=config.tensorboard,
-                                progress_bar=bar if config.progress else None)
+                                progress_bar=bar if progress else None)
+  if changes:
+    logging.warning("resuming with changed %s (config.resume_changes)", changes)
+    reporter.record_event({"epoch": epoch, "event": "resume_changes", "changes": changes})
   evals_since_save, window = 0, {"loss": 0.0, "fn_hits": 0.0, "count": 0.0}
   loop_start = window_start = time.time()
   while epoch < config.num_epochs and not all(t.stopped for t in trackers):

@@ -1,7 +1,9 @@
-"""launch/benchmark.py at tiny sizes: every figure is printed and is a positive number.
+"""launch/benchmark.py: the random graph, the graph-only mode and one tiny run.
 
-The three runs start together as subprocesses (the script owns absl flags and
-JAX's compile caches), so the test costs about one run's compile time.
+The data and graph code runs in-process (cheap); one tiny MF run with two
+replicas and the propagation comparison, and one bad flag, run as scripts
+side by side (the script owns absl flags), so the file costs about one
+small compile.
 """
 
 import os
@@ -10,89 +12,96 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from configs import synthetic
+from launch import benchmark
+from pdns_jax import data as data_lib
 from pdns_jax import graph as graph_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = ("--synthetic_users=200", "--synthetic_items=300", "--synthetic_interactions=3000")
-RUNS = {
-    "smoke": ("--config=configs/synthetic.py:smoke", "--epochs=1", "--eval_repeats=1",
-              "--warmup=0"),
-    # MF trains here to keep compiles short; the smoke run covers LightGCN.
-    "tiny_replicas": ("--config=configs/synthetic.py:smoke", "--config.model=mf", *TINY,
-                      "--epochs=1", "--eval_repeats=1", "--warmup=0", "--replicas=2",
-                      "--propagation_compare", "--propagation_repeats=1"),
-    "graph_only": ("--config=configs/synthetic.py:smoke", *TINY, "--graph_only"),
-}
-TIMED = ("compile_seconds", "train_epoch_seconds", "eval_seconds", "eval_test_seconds",
-         "steps_per_second", "peak_memory_bytes")
-SHAPES = ("users", "items", "train", "embed_dim", "layers", "pool_size", "batch_size",
-          "replicas")
+USERS, ITEMS, TRAIN = 200, 300, 3000
+TINY = (f"--synthetic_users={USERS}", f"--synthetic_items={ITEMS}",
+        f"--synthetic_interactions={TRAIN}")
+TIMED = ("compile_seconds", "train_epoch_seconds", "eval_compile_seconds", "eval_seconds",
+         "eval_test_seconds", "steps_per_second", "single_epoch_seconds",
+         "vmapped_epoch_seconds", "sequential_epoch_seconds", "replica_speedup",
+         "peak_memory_bytes")
 
 
 @pytest.fixture(scope="module")
-def outputs():
-  """{run name: {line name: value}} of the three runs, started in parallel."""
-  procs = {name: subprocess.Popen(
-      [sys.executable, "launch/benchmark.py", *args], cwd=ROOT, env=dict(os.environ),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for name, args in RUNS.items()}
-  out = {}
-  for name, proc in procs.items():
-    stdout, stderr = proc.communicate(timeout=240)
-    assert proc.returncode == 0, f"{name} failed:\n{stderr[-3000:]}"
-    out[name] = dict(re.findall(r"^(\w+): (.*)$", stdout, re.M))
-  return out
+def scripts():
+  """(stdout lines {name: value} of the tiny run, (returncode, stderr) of a bad flag)."""
+  base = [sys.executable, "launch/benchmark.py", "--config=configs/synthetic.py:smoke"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  tiny, bad = [subprocess.Popen(argv, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE) for argv in (
+      base + ["--config.model=mf", *TINY, "--epochs=1", "--eval_repeats=1", "--warmup=0",
+              "--replicas=2", "--propagation_compare", "--propagation_repeats=1"],
+      base + ["--epochs=-1"])]
+  stdout, stderr = tiny.communicate(timeout=300)
+  assert tiny.returncode == 0, stderr[-3000:]
+  _, bad_stderr = bad.communicate(timeout=300)
+  return dict(re.findall(r"^(\w+): (.*)$", stdout, re.M)), (bad.returncode, bad_stderr)
 
 
-def _positive(lines, name):
-  assert name in lines, f"no line {name!r} in {sorted(lines)}"
-  value = float(lines[name])
-  assert value > 0, f"{name}: {value}"
-  return value
+def test_random_split_has_the_requested_size_and_no_repeated_pair():
+  split = benchmark.random_split(USERS, ITEMS, TRAIN, seed=3)
+  assert (split.num_users, split.num_items, len(split.train)) == (USERS, ITEMS, TRAIN)
+  assert len(split.valid) == len(split.test) == round(TRAIN / 0.8 * 0.1)
+  pairs = np.concatenate([split.train, split.valid, split.test])
+  keys = pairs[:, 0].astype(np.int64) * ITEMS + pairs[:, 1]
+  assert len(np.unique(keys)) == len(keys)  # parts are disjoint, pairs unique
+  assert pairs.min() >= 0 and pairs[:, 0].max() < USERS and pairs[:, 1].max() < ITEMS
+  # Items are long-tailed: the most popular tenth holds far more than a tenth.
+  counts = np.sort(np.bincount(split.train[:, 1], minlength=ITEMS))[::-1]
+  assert counts[:ITEMS // 10].sum() > 0.3 * TRAIN
+  np.testing.assert_array_equal(benchmark.random_split(USERS, ITEMS, TRAIN, seed=3).train,
+                                split.train)
+  with pytest.raises(data_lib.DataError, match="--synthetic_users"):
+    benchmark.random_split(10, 10, 100, seed=0)  # more than 40% of the pairs
 
 
-def _shapes(lines):
+def test_benchmark_split_takes_its_sizes_as_arguments():
+  config = synthetic.get_config("smoke")
+  assert benchmark.benchmark_split(config, USERS, ITEMS, TRAIN).name == (
+      f"random_{USERS}x{ITEMS}x{TRAIN}")
+  own = benchmark.benchmark_split(config)  # no sizes: the config's own data
+  assert (own.num_users, own.num_items) == (config.synthetic.num_users,
+                                            config.synthetic.num_items)
+
+
+def test_graph_only_counts_the_edges_it_built(capsys):
+  split = benchmark.random_split(USERS, ITEMS, TRAIN, seed=0)
+  benchmark.graph_only(synthetic.get_config("smoke"), split)
+  lines = dict(re.findall(r"^(\w+): (.*)$", capsys.readouterr().out, re.M))
+  assert int(lines["graph_edges"]) == 2 * TRAIN  # user->item and item->user
+  assert float(lines["graph_build_seconds"]) > 0
+  assert "train_epoch_seconds" not in lines
+  graph = benchmark.training_graph(split)
+  assert graph["indptr"].shape == (USERS + ITEMS + 1,)
+
+
+def test_tiny_run_reports_its_shapes_and_every_figure(scripts):
+  lines, _ = scripts
   shapes = dict(pair.split("=") for pair in lines["shapes"].split())
-  assert set(shapes) == set(SHAPES)
-  return {k: int(v) for k, v in shapes.items()}
-
-
-@pytest.mark.parametrize("run", ["smoke", "tiny_replicas"])
-def test_training_runs_print_every_figure(outputs, run):
-  lines = outputs[run]
-  assert lines["backend"] == "cpu" or lines["backend"]
-  assert lines["devices"] and lines["peak_memory_source"]
-  for name in TIMED:
-    _positive(lines, name)
-  assert all(v > 0 for v in _shapes(lines).values())
-
-
-def test_random_graph_has_the_requested_size(outputs):
-  shapes = _shapes(outputs["tiny_replicas"])
-  assert (shapes["users"], shapes["items"], shapes["train"]) == (200, 300, 3000)
-  assert shapes["replicas"] == 2
-
-
-def test_replicas_are_compared_with_sequential_runs(outputs):
-  lines = outputs["tiny_replicas"]
+  assert {k: int(v) for k, v in shapes.items()} == dict(
+      users=USERS, items=ITEMS, train=TRAIN, embed_dim=8, layers=3, pool_size=16,
+      batch_size=256, replicas=2)
+  assert lines["backend"] == "cpu" and lines["data"].startswith(f"random_{USERS}x")
   assert int(lines["replicas"]) == 2
-  vmapped = _positive(lines, "vmapped_epoch_seconds")
-  sequential = _positive(lines, "sequential_epoch_seconds")
-  assert sequential == pytest.approx(2 * _positive(lines, "single_epoch_seconds"), rel=1e-4)
-  assert _positive(lines, "replica_speedup") == pytest.approx(sequential / vmapped, rel=1e-3)
-
-
-def test_every_propagation_is_timed(outputs):
+  for name in TIMED:
+    assert float(lines[name]) > 0, name
   for method in graph_lib.PROPAGATIONS:
-    _positive(outputs["tiny_replicas"], f"propagation_{method}_seconds")
+    assert float(lines[f"propagation_{method}_seconds"]) > 0, method
+  # Evaluation scores every user with a valid or test pair (data_seed 0).
+  split = benchmark.random_split(USERS, ITEMS, TRAIN, seed=0)
+  assert int(lines["eval_users"]) == (len(np.unique(split.valid[:, 0])) +
+                                      len(np.unique(split.test[:, 0])))
 
 
-def test_graph_only_builds_the_graph_and_skips_training(outputs):
-  lines = outputs["graph_only"]
-  assert int(lines["graph_edges"]) == 2 * 3000
-  _positive(lines, "graph_build_seconds")
-  _positive(lines, "graph_peak_rss_bytes")
-  _positive(lines, "peak_memory_bytes")
-  assert "train_epoch_seconds" not in lines and "compile_seconds" not in lines
+def test_bad_flag_is_one_line_and_exit_status_2(scripts):
+  _, (returncode, stderr) = scripts
+  assert returncode == 2 and stderr.startswith("error: ") and "--epochs" in stderr, stderr
+  assert stderr.count("\n") == 1

@@ -1,15 +1,17 @@
-"""Test setup: repo root importable, split caches in a per-session temp folder."""
+"""Test setup: split caches in a per-session temp folder, a shared compile cache.
+
+The project is installed (`pip install -r requirements.txt` ends with `-e .`),
+so `pdns_jax`, `configs` and `launch` import without path edits.
+"""
 
 import os
 import pathlib
-import sys
 import tempfile
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
 # Tests that need a real dataset read it from ../shared/data (CI has it there).
 os.environ.setdefault("PDNS_DATA_DIR", str(SHARED_DATA))
 # Many tests compile the same tiny programs (also in subprocesses): share the

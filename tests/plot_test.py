@@ -1,11 +1,13 @@
 """pdns_jax/plot.py: reading metrics.jsonl, averaging over seeds, drawing, the CLI."""
 
+import ast
 import json
 
 import numpy as np
 import pytest
 
-from pdns_jax import experiments
+from configs import synthetic
+from pdns_jax import config as config_lib
 from pdns_jax import plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -13,8 +15,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _workdir(path, lines, **config_fields):
   """A fake training workdir: config.json and metrics.jsonl written by hand."""
-  config = experiments.with_overrides(experiments.load_config("configs/synthetic.py:smoke"),
-                                      list(config_fields.items()))
+  config = config_lib.with_overrides(synthetic.get_config("smoke"), config_fields.items())
   path.mkdir(parents=True)
   (path / "config.json").write_text(config.to_json())
   (path / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
@@ -60,6 +61,25 @@ def test_mean_curves_averages_per_epoch_over_the_runs_that_reached_it():
   np.testing.assert_allclose(x.values["m"], [2.0, 3.0, 3.0])
   np.testing.assert_allclose(x.spread["m"], [np.sqrt(2), np.sqrt(2), 0.0])
   assert y.spread == {}
+
+
+def test_mean_curves_by_key_makes_new_curves():
+  a = plot.Curve("a", np.array([1]), {"m": np.array([1.0])}, hparams={"H": 8, "seed": 0})
+  b = plot.Curve("b", np.array([1]), {"m": np.array([3.0])}, hparams={"H": 8, "seed": 1})
+  c = plot.Curve("c", np.array([1]), {"m": np.array([5.0])}, hparams={"H": 16, "seed": 0})
+  eight, sixteen = plot.mean_curves([a, b, c], key=lambda c: c.hparams["H"],
+                                    label=lambda c: f"H={c.hparams['H']}")
+  assert (eight.label, sixteen.label) == ("H=8", "H=16")
+  assert eight.values["m"].tolist() == [2.0] and eight.hparams["H"] == 8
+  assert (a.label, b.label, a.values["m"].tolist()) == ("a", "b", [1.0])  # untouched
+
+
+def test_plot_reads_replicas_without_the_trainer():
+  # Data flows one way: plot reads workdirs and the config module, not train.
+  tree = ast.parse(open(plot.__file__).read())
+  imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+              and node.module == "pdns_jax" for alias in node.names}
+  assert imported == {"config"}
 
 
 def test_draw_writes_a_png(tmp_path):
