@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 
-from launch import cli
+from pdns_jax import cli
 from pdns_jax import data as data_lib
 from pdns_jax import evaluate as eval_lib
 from pdns_jax import graph as graph_lib

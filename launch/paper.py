@@ -36,7 +36,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from configs import default
-from launch import cli
+from pdns_jax import cli
 from pdns_jax.experiments import grid
 from pdns_jax.experiments import paper
 

@@ -23,7 +23,7 @@ value stops with one `error:` line and exit status 2.
 from absl import flags
 from ml_collections import config_flags
 
-from launch import cli
+from pdns_jax import cli
 from pdns_jax.experiments import grid
 from pdns_jax.experiments import sweep
 

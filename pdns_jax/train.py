@@ -130,6 +130,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
     seconds_per_epoch, epochs_run, data.
   """
   workdir = pathlib.Path(workdir).resolve()  # orbax wants absolute paths
+  workdir_lib.check_path(workdir)
   program = program_lib.build_program(config)
   lock, changes = _claim(config, workdir)  # pylint: disable=unused-variable
   select_key = f"valid/recall@{max(program.topk)}"

@@ -23,6 +23,12 @@ RESUMABLE = ("num_epochs", "patience", "eval_every", "checkpoint_every", "progre
              "tensorboard", "eval_batch_size", "resume_changes")
 
 
+def check_path(workdir: pathlib.Path) -> None:
+  """Fails early (before any compute) for a workdir that can never hold a run."""
+  if workdir.exists() and not workdir.is_dir():
+    raise ConfigError(f"--workdir {workdir}: is a file, not a folder; choose a folder")
+
+
 def claim(workdir: pathlib.Path):
   """Creates `workdir` if needed and locks it for this process.
 
@@ -33,8 +39,7 @@ def claim(workdir: pathlib.Path):
     ConfigError: the workdir is a file, cannot be written, or another live
       process holds it.
   """
-  if workdir.exists() and not workdir.is_dir():
-    raise ConfigError(f"--workdir {workdir}: is a file, not a folder; choose a folder")
+  check_path(workdir)
   try:
     workdir.mkdir(parents=True, exist_ok=True)
     handle = open(workdir / ".lock", "a+")  # pylint: disable=consider-using-with
