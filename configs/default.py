@@ -14,8 +14,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.data_dir = ""               # root holding the dataset folders; "" = $PDNS_DATA_DIR or ~/.cache/pdns_jax/data
   c.split = "paper"             # paper (PAPER.md 5) | fn (4:1:1 train/test/false negatives)
   c.data_seed = 0               # seeds random splits and the synthetic generator
+  # kind: planted (low-rank, U x I scores: small sizes) | zipf (web-scale logs,
+  # linear in num_interactions; Zipf user/item exponents; memory_budget_gb 0 =
+  # MemAvailable, checked before allocating). rank, mean_degree: planted only.
   c.synthetic = ml_collections.ConfigDict(
-      dict(num_users=600, num_items=1000, rank=8, mean_degree=40.0))
+      dict(num_users=600, num_items=1000, rank=8, mean_degree=40.0, kind="planted",
+           num_interactions=0, user_exponent=0.6, item_exponent=0.8,
+           memory_budget_gb=0.0))
   # Users subset for the large raw Tianchi files (PAPER.md 4): 0 = keep all.
   c.subset = ml_collections.ConfigDict(dict(num_users=0, min_interactions=10))
   # Model (PAPER.md 3).
@@ -51,6 +56,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.topk = (20, 50)
   c.eval_batch_size = 1024      # users scored at once in full-rank evaluation
+  c.eval_item_chunk = 65536     # items scored at once (running top-K): memory batch x chunk; 0 = all
+  # Devices: "" = one device; "data=N" splits each run over N devices (-1: all).
+  c.mesh = ""
   # Many runs in one program: replicas differ in seed (and the swept fields).
   c.num_replicas = 1            # seeds seed, seed+1, ...
   c.replica_sweep = ""          # e.g. "beta=0.05,0.1;l2=0.001,0.01" (crossed with seeds)

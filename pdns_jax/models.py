@@ -26,15 +26,18 @@ class Model:
   num_layers: int = 3
   propagation: str = "segment_sum"
   init_scale: float = 0.1
+  # Tables get zero rows appended up to a multiple of this, so that they split
+  # evenly over a device mesh by rows. The extra rows are never looked up, get
+  # no gradient and stay zero; the real rows are the same for any multiple.
+  row_multiple: int = 1
 
   def init(self, key: jax.Array) -> dict:
     """Layer-0 (free) embeddings, N(0, init_scale^2) as in LightGCN."""
     user_key, item_key = jax.random.split(key)
-    shape = lambda n: (n, self.embed_dim)
-    return {
-        "user": self.init_scale * jax.random.normal(user_key, shape(self.num_users)),
-        "item": self.init_scale * jax.random.normal(item_key, shape(self.num_items)),
-    }
+    def table(key, n):
+      rows = self.init_scale * jax.random.normal(key, (n, self.embed_dim))
+      return jnp.pad(rows, ((0, -n % self.row_multiple), (0, 0)))
+    return {"user": table(user_key, self.num_users), "item": table(item_key, self.num_items)}
 
   @property
   def num_hops(self) -> int:
@@ -43,9 +46,10 @@ class Model:
 
   def layers(self, params: dict, graph) -> tuple[jax.Array, jax.Array]:
     """Embeddings of every layer: users (hops, U, F), items (hops, I, F)."""
+    users, items = params["user"][:self.num_users], params["item"][:self.num_items]
     if self.kind == "mf":
-      return params["user"][None], params["item"][None]
-    layer = jnp.concatenate([params["user"], params["item"]], axis=0)
+      return users[None], items[None]
+    layer = jnp.concatenate([users, items], axis=0)
     stack = [layer]
     for _ in range(self.num_layers):
       layer = graph_lib.propagate(graph, layer, self.propagation)

@@ -24,6 +24,7 @@ from pdns_jax import data as data_lib
 from pdns_jax import evaluate as eval_lib
 from pdns_jax import graph as graph_lib
 from pdns_jax import losses
+from pdns_jax import mesh as mesh_lib
 from pdns_jax import models
 from pdns_jax import samplers
 from pdns_jax import simulation
@@ -48,6 +49,7 @@ def check_config(config) -> None:
        f"must be 'auto' (the sampler's own) or one of {losses.LOSSES}")
   need(not (config.sampler == "pdns" and config.loss == "bpr"), "loss",
        "sampler 'pdns' is DNS with soft BPR; for DNS with BPR use sampler 'dns'")
+  mesh_lib.make_mesh(config.mesh)  # a mesh the devices cannot form is an error now
   need(config.propagation in graph_lib.PROPAGATIONS, "propagation",
        f"must be one of {graph_lib.PROPAGATIONS}")
   need(config.split in ("paper", "fn"), "split", "must be 'paper' or 'fn'")
@@ -104,12 +106,13 @@ def check_config_against_data(config, split: data_lib.Split) -> int:
 
 
 def eval_params(params, graph, valid: eval_lib.EvalSet, test: eval_lib.EvalSet, *,
-                model: models.Model, topk: tuple[int, ...]) -> dict:
+                model: models.Model, topk: tuple[int, ...], item_chunk: int = 0) -> dict:
   """Valid and test metrics of one replica (embeddings computed once)."""
   users, items = model.embed(params, graph)
   out = {}
   for prefix, data in (("valid", valid), ("test", test)):
-    for name, value in eval_lib.evaluate(users, items, data, topk).items():
+    for name, value in eval_lib.evaluate(users, items, data, topk,
+                                            item_chunk=item_chunk).items():
       out[f"{prefix}/{name}"] = value
   return out
 
@@ -135,11 +138,14 @@ class Program:
   eval_fn: Any  # (params, graph, valid_set, test_set) -> {"valid/recall@50": (R,), ...}
 
   def init_state(self) -> step_lib.TrainState:
-    """The initial state of every replica (leading replica axis)."""
+    """The initial state of every replica (leading replica axis), placed on the mesh."""
     init = jax.vmap(functools.partial(step_lib.init_state, self.spec, self.train_data()),
                     in_axes=(0, 0))
-    return init(jnp.asarray([s["seed"] for s in self.settings], jnp.uint32),
-                jnp.asarray([s["learning_rate"] for s in self.settings], jnp.float32))
+    state = init(jnp.asarray([s["seed"] for s in self.settings], jnp.uint32),
+                 jnp.asarray([s["learning_rate"] for s in self.settings], jnp.float32))
+    if self.spec.mesh is not None:
+      state = jax.device_put(state, mesh_lib.state_shardings(self.spec.mesh, state))
+    return state
 
   @functools.cached_property
   def _stage_independent(self) -> samplers_base.TrainData:
@@ -177,15 +183,20 @@ def build_program(config, split: data_lib.Split | None = None) -> Program:
     logging.info("%s", line)
   settings = config_lib.replica_settings(config)
   topk = tuple(int(k) for k in config.topk)
+  mesh = mesh_lib.make_mesh(config.mesh)
   model = models.Model(kind=config.model, num_users=split.num_users,
                        num_items=split.num_items, embed_dim=config.embed_dim,
-                       num_layers=config.num_layers, propagation=config.propagation)
+                       num_layers=config.num_layers, propagation=config.propagation,
+                       row_multiple=mesh_lib.row_multiple(mesh))
   graph = (graph_lib.device_graph(graph_lib.normalized_adjacency(
       split.train, split.num_users, split.num_items)) if config.model == "lightgcn" else None)
   sampler = samplers.build(config, split)
   spec = step_lib.Spec(model=model, sampler=sampler, loss=samplers.loss_name(config),
                        batch_size=batch_size, num_train=len(split.train),
-                       has_fn=len(split.fn) > 0)
+                       has_fn=len(split.fn) > 0, mesh=mesh)
+  if mesh is not None:
+    logging.info("mesh: %d devices along %r (%s)", mesh.size, mesh_lib.AXIS,
+                 jax.default_backend())
   logging.info("sampler %s (%s), loss %s", config.sampler,
                samplers.REGISTRY[config.sampler].about, spec.loss)
   eval_batch = config.eval_batch_size
@@ -213,5 +224,6 @@ def build_program(config, split: data_lib.Split | None = None) -> Program:
       pretrain_fn=compile_epoch(pretrain_spec) if pretrain else None,
       pretrain_epochs=int(config.pretrain_epochs) if pretrain else 0,
       refresh_fn=refresh_fn,
-      eval_fn=jax.jit(jax.vmap(functools.partial(eval_params, model=model, topk=topk),
+      eval_fn=jax.jit(jax.vmap(functools.partial(eval_params, model=model, topk=topk,
+                                 item_chunk=config.eval_item_chunk),
                                in_axes=(0, None, None, None))))

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from pdns_jax import losses
+from pdns_jax import mesh as mesh_lib
 from pdns_jax import models
 from pdns_jax.samplers import base as samplers_base
 from pdns_jax.samplers import pools
@@ -45,6 +46,7 @@ class Spec:
   batch_size: int
   num_train: int
   has_fn: bool
+  mesh: Any = None  # a jax.sharding.Mesh to split batches over, or None (one device)
 
 
 def make_optimizer(learning_rate) -> optax.GradientTransformation:
@@ -89,6 +91,7 @@ def batch_loss(params, sampler_state, hparams: dict, batch: samplers_base.Batch,
   weights = jax.lax.stop_gradient(negatives.weights)
   loss = losses.ranking_loss(spec.loss, pos_scores=pos_scores, neg_scores=neg_scores,
                              beta=hparams["beta"], mask=batch.mask, weights=weights)
+  loss = loss + negatives.extra_loss
   reg = losses.l2(embeddings=[params["user"][batch.users], params["item"][batch.positives],
                               negatives.layer0], weights=[None, None, weights],
                   mask=batch.mask)
@@ -121,6 +124,7 @@ def train_epoch(state: TrainState, hparams: dict, data: samplers_base.TrainData,
   batches = samplers_base.Batch(users=data.users[order].reshape(num_batches, size),
                                 positives=data.items[order].reshape(num_batches, size),
                                 mask=mask.reshape(num_batches, size))
+  batches = mesh_lib.split_examples(spec.mesh, batches)
   optimizer = make_optimizer(0.0)  # the real rate is read from opt_state
 
   def step(carry, batch):

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import default as default_config
 from pdns_jax import models
 from pdns_jax import samplers
 from pdns_jax.samplers import base
@@ -140,16 +141,18 @@ class _Config(dict):
   __getattr__ = dict.__getitem__
 
 
-def _Split(num_items, train=None):  # pylint: disable=invalid-name
+def _Split(num_items, train=None, num_users=None):  # pylint: disable=invalid-name
   """The host-side facts a sampler is built from (a stand-in for data.Split)."""
-  return types.SimpleNamespace(num_items=num_items, train=train)
+  return types.SimpleNamespace(num_items=num_items, train=train, num_users=num_users)
 
 
 @pytest.mark.parametrize("name", samplers.SAMPLERS)
 def test_every_registered_sampler_returns_only_allowed_items(name):
   pairs, data, embeddings = _registry_problem()
-  config = _Config(sampler=name, pool_size=6, loss="auto", alpha=0.5, beta=0.2)
-  sampler = samplers.build(config, _Split(20, pairs))
+  config = default_config.get_config()
+  config.unlock()
+  config.update(sampler=name, pool_size=6, alpha=0.5, beta=0.2)
+  sampler = samplers.build(config, _Split(20, pairs, num_users=8))
   state = sampler.init(jax.random.PRNGKey(0), data)
   positives = {(int(u), int(i)) for u, i in pairs}
   batch = base.Batch(users=jnp.asarray(pairs[:, 0]), positives=jnp.asarray(pairs[:, 1]),

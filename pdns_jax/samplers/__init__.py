@@ -54,6 +54,22 @@ REGISTRY = {
     "mixgcf": Entry(lambda c, s: MixGCF(num_items=s.num_items, pool_size=c.pool_size), "bpr",
                     "MixGCF: random positive mixing per layer and hop mixing"),
 }
+from pdns_jax.samplers import adasir  # pylint: disable=wrong-import-position
+REGISTRY.update(
+    adasir_u=Entry(lambda c, s: adasir.build(c, s, popularity=False), "bpr", adasir.ABOUT_U,
+                   adasir.check),
+    adasir_p=Entry(lambda c, s: adasir.build(c, s, popularity=True), "bpr", adasir.ABOUT_P,
+                   adasir.check))
+from pdns_jax.samplers import adversarial  # pylint: disable=wrong-import-position
+REGISTRY.update(
+    irgan=Entry(adversarial.build_irgan, "bpr", adversarial.IRGAN_ABOUT,
+                adversarial.check_irgan, pretrain=True),
+    advir=Entry(adversarial.build_advir, "bpr", adversarial.ADVIR_ABOUT,
+                adversarial.check_advir, pretrain=True))
+from pdns_jax.samplers import gdns, srns  # pylint: disable=wrong-import-position
+REGISTRY.update(
+    srns=Entry(srns.build, "bpr", srns.ABOUT, srns.check),
+    gdns=Entry(gdns.build, "bpr", gdns.ABOUT, gdns.check))
 SAMPLERS = tuple(REGISTRY)
 
 

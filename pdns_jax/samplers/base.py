@@ -72,12 +72,16 @@ class Negatives:
       against the user (synthetic, mixed ones for positive mixing).
     layer0: (B, K, F) their layer-0 embeddings, for the L2 term.
     weights: (B, K) loss weight of each negative, rows summing to 1, no gradient.
+    extra_loss: a scalar the step adds to the loss, for samplers that train
+      the recommender with a term of their own (AdvIR's adversarial BPR);
+      0 for all others.
   """
 
   items: jax.Array
   embeddings: jax.Array
   layer0: jax.Array
   weights: jax.Array
+  extra_loss: Any = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
