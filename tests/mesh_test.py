@@ -1,0 +1,80 @@
+"""config.mesh: one run split over 1, 2 and 8 (forced CPU) devices trains the same run.
+
+Runs in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8,
+since the device count is fixed when JAX starts. Tolerance: metrics equal to
+1e-5 (sums over devices may change the order of float additions; on this CPU
+they came out bitwise equal).
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from configs import synthetic as synthetic_config
+from pdns_jax import config as config_lib
+from pdns_jax import mesh as mesh_lib
+from pdns_jax import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = r'''
+import json, sys, tempfile
+import jax
+from configs import synthetic
+from pdns_jax import train
+out = {"devices": jax.device_count()}
+for model in ("mf", "lightgcn"):
+  for sampler in ("rns", "dns", "pdns"):
+    for mesh in ("", "data=2", "data=8"):
+      c = synthetic.get_config("smoke"); c.unlock()
+      c.update(tensorboard=False, model=model, sampler=sampler, mesh=mesh, num_epochs=2,
+               batch_size=128, eval_every=2)
+      c.lock()
+      with tempfile.TemporaryDirectory() as d:
+        s = train.train_and_evaluate(c, d)
+      out[f"{model}/{sampler}/{mesh}"] = [s[k] for k in ("best_epoch", "valid/recall@50",
+                                                         "test/recall@50", "test/ndcg@50")]
+print("RESULT " + json.dumps(out))
+'''
+
+
+def test_one_two_and_eight_devices_give_the_same_metrics():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = json.loads(result.stdout.split("RESULT ", 1)[1])
+  assert out.pop("devices") == 8
+  for model in ("mf", "lightgcn"):
+    for sampler in ("rns", "dns", "pdns"):
+      one = out[f"{model}/{sampler}/"]
+      for mesh in ("data=2", "data=8"):
+        assert out[f"{model}/{sampler}/{mesh}"] == pytest.approx(one, abs=1e-5), (
+            model, sampler, mesh)
+
+
+def test_padded_tables_keep_the_real_rows_and_bad_meshes_are_refused(tmp_path):
+  from pdns_jax import models  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  plain = models.Model(kind="mf", num_users=5, num_items=7, embed_dim=3)
+  padded = models.Model(kind="mf", num_users=5, num_items=7, embed_dim=3, row_multiple=4)
+  a, b = plain.init(jax.random.PRNGKey(0)), padded.init(jax.random.PRNGKey(0))
+  assert b["user"].shape == (8, 3) and b["item"].shape == (8, 3)
+  np.testing.assert_array_equal(b["user"][:5], a["user"])
+  np.testing.assert_array_equal(b["user"][5:], 0.0)
+  np.testing.assert_array_equal(padded.embed(b, None)[1], plain.embed(a, None)[1])
+  for text, message in (("data=3", "needs 3 devices"), ("model=2", "is not 'data=N'"),
+                        ("data=x", "must be an integer")):
+    with pytest.raises(config_lib.ConfigError, match=f"config.mesh: .*{message}"):
+      mesh_lib.make_mesh(text)
+  c = synthetic_config.get_config("smoke")
+  c.unlock()
+  c.mesh = "data=4"
+  with pytest.raises(config_lib.ConfigError, match="config.mesh"):
+    train.train_and_evaluate(c, tmp_path)
+  assert not list(tmp_path.iterdir())  # refused before anything was written
