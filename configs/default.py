@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data_dir = ""               # root holding the dataset folders; "" = $PDNS_DATA_DIR or ~/.cache/pdns_jax/data
   c.split = "paper"             # paper (PAPER.md 5) | fn (4:1:1 train/test/false negatives)
   c.data_seed = 0               # seeds random splits and the synthetic generator
+  c.valid_order = "time"        # temporal split: valid = latest ninth of the rest (time) | a random ninth
   # kind: planted (low-rank, U x I scores: small sizes) | zipf (web-scale logs,
   # linear in num_interactions; Zipf user/item exponents; memory_budget_gb 0 =
   # MemAvailable, checked before allocating). rank, mean_degree: planted only.

@@ -59,6 +59,9 @@ def main():
       "reveal_start", None, "false_negatives: first reveal epoch (default: the paper's).")
   vmap = flags.DEFINE_enum("vmap", "auto", grid.VMAP_MODES,
                            "Train seeds and replica fields as one vmapped run.")
+  search = flags.DEFINE_string(
+      "search", "", "comparison: grid 'field=v1,v2;...' searched for every sampler "
+      "(beta for PDNS only), each cell chosen by validation Recall@50.")
   # Only for `--config.field=value`: the experiment builds one config per dataset.
   with cli.flag_errors():  # the overrides are parsed here already
     config_flags.DEFINE_config_dict(
@@ -70,7 +73,8 @@ def main():
     overrides = config_flags.get_override_values(flags.FLAGS["config"])
     paper.run_experiment(
         experiment.value, dataset.value.split(","), model.value, out.value, scale.value,
-        seeds.value, split.value, reveal_start.value, vmap.value, list(overrides.items()))
+        seeds.value, split.value, reveal_start.value, vmap.value, list(overrides.items()),
+        search.value)
   cli.run(body)
 
 

@@ -126,3 +126,26 @@ class Checkpoints:
     """The newest intact best state (for serving), else the latest; None if neither."""
     found = self._newest_intact(self.best, like) or self._newest_intact(self.latest, like)
     return None if found is None else found[1]
+
+
+def read_params(workdir: pathlib.Path) -> dict:
+  """The layer-0 embeddings of another run's best (else latest) checkpoint, as saved.
+
+  Used by `config.init_from`: the other run may have trained with another
+  sampler (another state structure), so the state is read as saved and only
+  its `params` are kept: {"user": (replicas, rows, F), "item": ...} numpy.
+
+  Raises:
+    Damaged: the run has no readable checkpoint.
+  """
+  for which in ("best", "latest"):
+    manager = ocp.CheckpointManager(workdir / "checkpoints" / which)
+    for step in sorted(manager.all_steps(), reverse=True):
+      try:
+        state = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore())).state
+        return {k: np.asarray(v) for k, v in state["params"].items()}
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning("cannot read %s/%d (%s); trying an older one", manager.directory,
+                        step, e)
+  raise Damaged(f"{workdir / 'checkpoints'} holds no readable checkpoint")

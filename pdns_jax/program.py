@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import pathlib
 from typing import Any
 
 from absl import logging
@@ -45,6 +47,8 @@ def check_config(config) -> None:
        f"must be one of {tuple(samplers.REGISTRY)}")
   samplers.REGISTRY[config.sampler].check(config)
   need(config.pretrain_epochs >= 0, "pretrain_epochs", "must be >= 0")
+  if config.init_from:
+    check_init_from(config)
   need(config.loss in ("auto",) + losses.LOSSES, "loss",
        f"must be 'auto' (the sampler's own) or one of {losses.LOSSES}")
   need(not (config.sampler == "pdns" and config.loss == "bpr"), "loss",
@@ -80,6 +84,52 @@ def check_config(config) -> None:
        "reveal_start", "set an explicit epoch when training several replicas (the "
        "automatic start follows one run's validation peak, and replicas share the "
        "training data)")
+
+
+# Fields an init_from run must share with this one: the same data and split,
+# the same table shapes.
+INIT_FROM_SAME = ("dataset", "split", "data_seed", "valid_order", "embed_dim")
+
+
+def check_init_from(config) -> None:
+  """`config.init_from` names a finished run of the same data and sizes."""
+  folder = pathlib.Path(config.init_from).expanduser()
+  stored = folder / "config.json"
+  if not stored.is_file() or not (folder / "checkpoints").is_dir():
+    raise ConfigError(f"config.init_from: {folder} is not a training workdir with "
+                      "checkpoints (config.json, checkpoints/); train it first")
+  other = json.loads(stored.read_text())
+  differ = [f"{f}: {other.get(f)!r} there, {config[f]!r} here" for f in INIT_FROM_SAME
+            if other.get(f, "time" if f == "valid_order" else None) != config[f]]
+  if differ:
+    raise ConfigError(f"config.init_from: {folder} trained on other data or sizes "
+                      f"({'; '.join(differ)})")
+
+
+def initial_params(saved: dict, model: models.Model, replicas: int):
+  """Another run's layer-0 embeddings, one copy per replica, padded as `model`.
+
+  Args:
+    saved: {"user": (its replicas, rows, F), "item": ...}, as
+      `checkpoints.read_params` reads them.
+    model: this run's model.
+    replicas: this run's replica count. Its replica r starts replica r, or
+      its replica 0 every replica where the counts differ.
+
+  Raises:
+    ConfigError: the tables have other shapes than this run's.
+  """
+  params = {}
+  for name, rows in (("user", model.num_users), ("item", model.num_items)):
+    table = saved[name][:, :rows]
+    if table.shape[1:] != (rows, model.embed_dim):
+      raise ConfigError(f"config.init_from: its {name} table has shape {table.shape[1:]}, "
+                        f"this run's ({rows}, {model.embed_dim})")
+    if table.shape[0] != replicas:
+      table = np.repeat(table[:1], replicas, axis=0)
+    params[name] = jnp.pad(jnp.asarray(table, jnp.float32),
+                           ((0, 0), (0, -rows % model.row_multiple), (0, 0)))
+  return params
 
 
 def check_config_against_data(config, split: data_lib.Split) -> int:
@@ -137,12 +187,24 @@ class Program:
   refresh_fn: Any  # (state, data, graph) -> state, or None when the sampler has none
   eval_fn: Any  # (params, graph, valid_set, test_set) -> {"valid/recall@50": (R,), ...}
 
-  def init_state(self) -> step_lib.TrainState:
-    """The initial state of every replica (leading replica axis), placed on the mesh."""
+  def init_state(self, saved_params: dict | None = None) -> step_lib.TrainState:
+    """The initial state of every replica (leading replica axis), placed on the mesh.
+
+    Args:
+      saved_params: start from these layer-0 embeddings of an earlier run
+        (`config.init_from`), with a fresh Adam state, instead of random ones.
+    """
     init = jax.vmap(functools.partial(step_lib.init_state, self.spec, self.train_data()),
                     in_axes=(0, 0))
     state = init(jnp.asarray([s["seed"] for s in self.settings], jnp.uint32),
                  jnp.asarray([s["learning_rate"] for s in self.settings], jnp.float32))
+    if saved_params is not None:
+      params = initial_params(saved_params, self.spec.model, len(self.settings))
+      optimizer = step_lib.make_optimizer(0.0)
+      opt_state = jax.vmap(optimizer.init)(params)
+      hyper = dict(opt_state.hyperparams, learning_rate=state.opt_state.hyperparams[
+          "learning_rate"])
+      state = state.replace(params=params, opt_state=opt_state._replace(hyperparams=hyper))
     if self.spec.mesh is not None:
       state = jax.device_put(state, mesh_lib.state_shardings(self.spec.mesh, state))
     return state

@@ -165,3 +165,22 @@ def test_split_parts_must_not_share_pairs(parts, message):
             for p in core.PARTS}
   with pytest.raises(core.DataError, match=f"^toy: 1 .*pairs repeat.*{message}"):
     core.check_split(core.Split(2, 3, **arrays, name="toy", description=""))
+
+
+def test_valid_order_random_keeps_test_and_sizes_but_draws_valid_at_random():
+  # Two users with times 0..19: test is the latest 10% either way; "time" takes
+  # the latest ninth of the rest as validation, "random" a seeded random ninth.
+  users = np.repeat(np.arange(2), 20)
+  items = np.tile(np.arange(20), 2)
+  data = core.Interactions(users=users, items=items, timestamps=np.tile(np.arange(20), 2),
+                           num_users=2, num_items=20, name="t", source="test")
+  by_time = core.make_split(data, "paper", seed=0)
+  at_random = core.make_split(data, "paper", seed=0, valid_order="random")
+  np.testing.assert_array_equal(by_time.test, at_random.test)
+  assert sorted(by_time.test[:, 1].tolist()) == [18, 18, 19, 19]
+  assert len(by_time.valid) == len(at_random.valid) == 4
+  assert sorted(by_time.valid[:, 1].tolist()) == [16, 16, 17, 17]  # the latest before test
+  assert set(at_random.valid[:, 1].tolist()) != {16, 17}
+  assert "at random" in at_random.description
+  with pytest.raises(core.DataError, match="config.valid_order"):
+    core.make_split(data, "paper", valid_order="sideways")

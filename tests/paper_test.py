@@ -108,6 +108,26 @@ def test_comparison_table_gives_the_improvement_over_the_best_baseline():
   assert lines[-1] == "| Improv. (PDNS vs best baseline) | +25.00% | +20.00% | -25.00% | -50.00% |"
 
 
+def test_comparison_cells_are_chosen_by_validation_over_the_search():
+  # Per sampler two learning rates; PDNS also two betas. The cell shows the
+  # setting with the better validation metric, whatever its test metric.
+  def row(sampler, lr, valid, test, beta=None):
+    extra = {} if beta is None else {"beta": beta}
+    return {"dataset": "ml100k", "sampler": sampler, "learning_rate": lr, **extra,
+            "seed": 0, "best_epoch": 3, "valid/recall@50": valid, "test/recall@50": test,
+            "test/ndcg@50": test / 2, "seconds": 2.0}
+  rows = [row("rns", 0.001, 0.30, 0.50), row("rns", 0.005, 0.35, 0.20),
+          row("pdns", 0.001, 0.40, 0.10, beta=0.1), row("pdns", 0.005, 0.20, 0.90, beta=0.1),
+          row("pdns", 0.001, 0.10, 0.80, beta=0.3), row("pdns", 0.005, 0.45, 0.30, beta=0.3)]
+  lines = paper.pivot_table(rows, "sampler", "dataset", improvement=True).splitlines()
+  assert lines[2] == "| RNS | 0.2000 | 0.1000 |"
+  assert lines[3] == "| PDNS | 0.3000 | 0.1500 |"
+  assert lines[4] == "| Improv. (PDNS vs best baseline) | +50.00% | +50.00% |"
+  chosen = paper.chosen_settings(rows, "sampler", "dataset")
+  assert "| RNS | Movielens-100k | learning_rate=0.005 | 3 | 2 |" in chosen
+  assert "| PDNS | Movielens-100k | learning_rate=0.005, β=0.3 | 3 | 2 |" in chosen
+
+
 def test_paper_scale_configs():
   config = paper.experiment_config("false_negatives", "ml100k", "mf", "paper")
   assert (config.split, config.sampler, config.reveal_start, config.reveal_every) == (
@@ -121,8 +141,11 @@ def test_paper_scale_configs():
   assert (hardness.num_epochs, hardness.patience, hardness.beta) == (7, 10, 0.5)
   assert paper.experiment_axes("hardness", "mf", "paper") == [
       ("sampler", ["dns", "pdns"]), ("pool_size", [8, 16, 32, 64])]
+  # Table 2's ten samplers in the paper's order; MixGCF only under LightGCN.
   assert paper.experiment_axes("comparison", "mf", "paper") == [
-      ("sampler", ["rns", "dns", "pdns"])]
+      ("sampler", ["rns", "advir", "irgan", "dns", "srns", "gdns", "adasir_u", "adasir_p",
+                   "pdns"])]
+  assert "mixgcf" in paper.experiment_axes("comparison", "lightgcn", "paper")[0][1]
   with pytest.raises(ConfigError, match="LightGCN"):
     paper.experiment_axes("robustness", "mf", "paper")
   with pytest.raises(ConfigError, match="config.lerning_rate"):

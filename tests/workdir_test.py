@@ -184,3 +184,19 @@ def test_random_kill_then_cut_log_and_damaged_checkpoint_still_resume_exactly(tm
   b = json.loads((killed / "summary.json").read_text())
   assert _metrics(a) == _metrics(b)
   assert [l["epoch"] for l in _lines(killed)] == list(range(2, 61, 2))
+
+
+def test_init_from_starts_from_an_earlier_runs_embeddings(tmp_path):
+  first = tmp_path / "rns"
+  train.train_and_evaluate(_config(num_epochs=2, sampler="rns"), first)
+  config = _config(num_epochs=1, sampler="irgan", init_from=str(first), eval_every=1)
+  program = program_lib.build_program(config)
+  saved = checkpoints.read_params(first)
+  state = program.init_state(saved)
+  np.testing.assert_array_equal(state.params["user"], saved["user"])
+  np.testing.assert_array_equal(state.opt_state.inner_state[0].mu["user"], 0.0)  # fresh Adam
+  assert train.train_and_evaluate(config, tmp_path / "gan")["best_epoch"] == 1
+  for overrides, message in (({"init_from": str(tmp_path / "none")}, "not a training workdir"),
+                             ({"init_from": str(first), "embed_dim": 4}, "embed_dim: 8 there")):
+    with pytest.raises(train.ConfigError, match=f"config.init_from: .*{message}"):
+      train.train_and_evaluate(_config(sampler="irgan", **overrides), tmp_path / "bad")

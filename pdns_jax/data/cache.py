@@ -109,6 +109,8 @@ def cache_key(config, memo: dict | None = None) -> str:
   fields = {"version": CACHE_VERSION, "dataset": config.dataset,
             "split": config.split, "data_seed": config.data_seed,
             "data_dir": str(data_dir), "files": files}
+  if config.get("valid_order", "time") != "time":  # keys of older caches stay valid
+    fields["valid_order"] = config.valid_order
   for name in ("synthetic", "subset"):
     if name in config:
       fields[name] = config[name].to_dict()
@@ -148,14 +150,16 @@ def load_split(config, use_cache: bool = True) -> Split:
     DataError: where the data files are absent, unreadable or malformed.
   """
   if not use_cache:
-    return make_split(load_interactions(config), config.split, config.data_seed)
+    return make_split(load_interactions(config), config.split, config.data_seed,
+                      valid_order=config.get("valid_order", "time"))
   folder = cache_dir()
   memo = _read_memo(folder)
   hashed = dict(memo)
   path = folder / (cache_key(config, memo) + ".npz")
   split = _read_cached(path)
   if split is None:
-    split = make_split(load_interactions(config), config.split, config.data_seed)
+    split = make_split(load_interactions(config), config.split, config.data_seed,
+                      valid_order=config.get("valid_order", "time"))
     try:
       split.save(path)
     except OSError as e:

@@ -288,7 +288,8 @@ def _carve_valid(users, items, in_train, rng, num_users):
   return in_train & ~in_valid, in_valid
 
 
-def make_split(data: Interactions, kind: str = "paper", seed: int = 0) -> Split:
+def make_split(data: Interactions, kind: str = "paper", seed: int = 0,
+               valid_order: str = "time") -> Split:
   """Applies PAPER.md section 5.
 
   Args:
@@ -298,6 +299,9 @@ def make_split(data: Interactions, kind: str = "paper", seed: int = 0) -> Split:
       test split where it has one) or "fn" (per user 4:1:1 train/test/false
       negatives at random, validation carved 8:1 out of train).
     seed: seeds every random choice; the temporal split uses none.
+    valid_order: for the temporal split, how the 8:1 train/valid division of
+      the non-test part is made: "time" (the latest ninth is validation) or
+      "random" (a seeded random ninth); PAPER.md's "divided by 8:1" allows both.
 
   Returns:
     The split, with a description of how it was made.
@@ -339,8 +343,14 @@ def make_split(data: Interactions, kind: str = "paper", seed: int = 0) -> Split:
     test_mask = np.zeros(n, bool)
     in_valid = np.zeros(n, bool)
     test_mask[order] = ranks >= sizes - n_test
-    in_valid[order] = (ranks >= sizes - n_test - n_valid) & (ranks < sizes - n_test)
-    in_train = ~(test_mask | in_valid)
+    if valid_order == "random" and data.timestamps is not None:
+      in_train, in_valid = _carve_valid(users, items, ~test_mask, rng, data.num_users)
+      description = description.replace("in time order", "at random (valid_order)")
+    elif valid_order in ("time", "random"):
+      in_valid[order] = (ranks >= sizes - n_test - n_valid) & (ranks < sizes - n_test)
+      in_train = ~(test_mask | in_valid)
+    else:
+      raise DataError(f"config.valid_order: {valid_order!r}; use 'time' or 'random'")
   else:
     raise DataError(f"config.split: unknown split {kind!r}; use 'paper' or 'fn'")
   split = Split(

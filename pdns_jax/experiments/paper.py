@@ -19,6 +19,7 @@ import numpy as np
 
 from pdns_jax import config as config_lib
 from pdns_jax import plot
+from pdns_jax import samplers
 from pdns_jax.config import ConfigError
 from pdns_jax.experiments import grid as grid_lib
 from pdns_jax.experiments import runner
@@ -36,7 +37,14 @@ DATASET_NAMES = {"ml100k": "Movielens-100k", "douban": "Douban", "gowalla": "Gow
                  "taobao": "Taobao", "tmall": "Tmall", "synthetic": "Synthetic"}
 MODEL_NAMES = {"mf": "MF", "lightgcn": "LightGCN"}
 SAMPLER_NAMES = {"rns": "RNS", "dns": "DNS", "pdns": "PDNS", "mixgcf": "MixGCF",
-                 "mix": "DNS+mixing"}
+                 "mix": "DNS+mixing", "srns": "SRNS", "gdns": "GDNS (reconstr.)",
+                 "adasir_u": "AdaSIR(U)", "adasir_p": "AdaSIR(P)", "irgan": "IRGAN",
+                 "advir": "AdvIR (reconstr.)"}
+# Table 2's samplers in the paper's order (MixGCF needs LightGCN's layers).
+COMPARISON_SAMPLERS = ("rns", "advir", "irgan", "dns", "srns", "gdns", "mixgcf",
+                       "adasir_u", "adasir_p", "pdns")
+# The GAN samplers start from RNS training (PAPER.md 8.4): epochs of it.
+PRETRAIN_EPOCHS = {"smoke": 1, "paper": 20}
 SYMBOLS = {"pool_size": "H", "alpha": "α", "beta": "β", "reveal_fraction": "c"}
 
 
@@ -77,7 +85,7 @@ EXPERIMENTS = {
         fixed=(("sampler", "dns"), ("split", "fn")), curves=True),
     "comparison": Experiment(
         "Comparison of samplers (Table 2)",
-        axes=(("sampler", ("rns", "dns", "mixgcf", "pdns")),),
+        axes=(("sampler", COMPARISON_SAMPLERS),),
         rows="sampler", columns="dataset"),
     "robustness": Experiment(
         "Robustness: PDNS vs DNS vs MixGCF (Fig. 4a-c)",
@@ -194,7 +202,7 @@ def run_experiment(name: str, datasets: Sequence[str], model: str,
                    out: str | pathlib.Path, scale: str = "paper",
                    seeds: int | None = None, split: str | None = None,
                    reveal_start: int | None = None, vmap: str = "auto",
-                   overrides: Sequence[tuple[str, Any]] = ()) -> dict:
+                   overrides: Sequence[tuple[str, Any]] = (), search: str = "") -> dict:
   """Runs (or reuses) an experiment's grid and writes its table and figure.
 
   Every run's config (of every dataset) is checked before the first trains.
@@ -211,6 +219,10 @@ def run_experiment(name: str, datasets: Sequence[str], model: str,
       (default: the paper's, else automatic after the validation peak).
     vmap: auto | yes | no, as in launch/sweep.py.
     overrides: (field, value) pairs applied to the config last.
+    search: `comparison` only: a hyper-parameter grid "field=v1,v2;..." that
+      every sampler is searched over (a `beta` axis only for PDNS); each
+      sampler's table cell is its setting with the best mean validation
+      Recall@50.
 
   Returns:
     {"table": path of table.md, "figure": path of the PNG, "rows": runs.csv rows}.
@@ -227,21 +239,30 @@ def run_experiment(name: str, datasets: Sequence[str], model: str,
   out = runner.output_folder(out)
   seeds = (1 if scale == "smoke" else PAPER_SEEDS) if seeds is None else seeds
   axes = experiment_axes(name, model, scale)
-  plans = []  # (dataset, config, runs, runs folder)
+  if search and name != "comparison":
+    raise ConfigError("--search: only --experiment=comparison searches hyper-parameters")
+  plans = []  # (dataset, fixed fields of the rows, config, runs, runs folder)
   for dataset in datasets:
     config = experiment_config(name, dataset, model, scale, split, reveal_start,
                                overrides)
-    runs = grid_lib.plan_runs(config, axes, seeds=seeds, vmap=vmap)
+    runs_dir = out / "runs" / (dataset if len(datasets) > 1 else "")
+    if name == "comparison":
+      search_axes = grid_lib.parse_grid(search, config)
+      plans += [_sampler_plan(dataset, config, sampler, search_axes, scale, seeds, vmap,
+                              runs_dir) for _, values in axes for sampler in values]
+    else:
+      plans.append((dataset, {}, config, grid_lib.plan_runs(config, axes, seeds=seeds,
+                                                            vmap=vmap), runs_dir))
+  for _, _, config, runs, _ in plans:
     runner.check_runs(config, runs)
-    plans.append((dataset, config, runs,
-                  out / "runs" / (dataset if len(datasets) > 1 else "")))
   rows, curves, marks = [], [], []
-  for dataset, config, runs, runs_dir in plans:
-    rows += [{"dataset": dataset, **row}
+  for dataset, fixed, config, runs, runs_dir in plans:
+    rows += [{"dataset": dataset, **fixed, **row}
              for row in runner.run_grid(config, runs, runs_dir)]
     for run in runs:
       for curve, setting in zip(plot.read_curves(runs_dir / run.name), run.settings):
-        curves.append(dataclasses.replace(curve, hparams={"dataset": dataset, **setting}))
+        curves.append(dataclasses.replace(
+            curve, hparams={"dataset": dataset, **fixed, **setting}))
     if name == "false_negatives" and config.reveal_start >= 0:
       marks = [config.reveal_start + k * config.reveal_every
                for k in range(REVEAL_STAGES)]
@@ -249,10 +270,22 @@ def run_experiment(name: str, datasets: Sequence[str], model: str,
   title = (f"{EXPERIMENTS[name].title}: {MODEL_NAMES[model]}, "
            + ", ".join(DATASET_NAMES.get(d, d) for d in datasets))
   table = out / "table.md"
-  table.write_text(f"# {title}\n\n{experiment_table(name, rows, curves, seeds, scale)}")
+  table.write_text(f"# {title}\n\n{experiment_table(name, rows, curves, seeds, scale)}"
+                   + (f"\nSearched: `{search}` (beta for PDNS only).\n" if search else ""))
   figure = experiment_figure(name, curves, out / f"{name}.png", title, marks)
   print(f"wrote {table}, {figure} and {out / 'runs.csv'}")
   return {"table": table, "figure": figure, "rows": rows}
+
+
+def _sampler_plan(dataset, config, sampler, search_axes, scale, seeds, vmap, runs_dir):
+  """One sampler's runs of the comparison: its config and the search grid."""
+  changes = [("sampler", sampler)]
+  if samplers.REGISTRY[sampler].pretrain and config.pretrain_epochs == 0:
+    changes.append(("pretrain_epochs", PRETRAIN_EPOCHS[scale]))
+  config = config_lib.with_overrides(config, changes)
+  axes = [(f, v) for f, v in search_axes if f != "beta" or sampler == "pdns"]
+  runs = grid_lib.plan_runs(config, axes, seeds=seeds, vmap=vmap)
+  return dataset, {"sampler": sampler}, config, runs, runs_dir / f"sampler={sampler}"
 
 
 # ----------------------------------------------------------------------------
@@ -284,8 +317,11 @@ def experiment_table(name: str, rows: Sequence[dict], curves: Sequence[plot.Curv
   note = (f"Mean ± std over {seeds} seed(s), scale `{scale}`; test metrics at each "
           "run's best validation epoch (valid/recall@50)")
   if spec.columns is not None:
-    return note + ".\n\n" + pivot_table(rows, spec.rows, spec.columns,
+    text = note + ".\n\n" + pivot_table(rows, spec.rows, spec.columns,
                                         improvement=name == "comparison")
+    if name == "comparison":
+      text += "\n" + chosen_settings(rows, spec.rows, spec.columns)
+    return text
   fields = [f for f, _ in spec.axes]
   settings = tables.aggregate(rows, fields)
   by_values = {_values(c.hparams, fields): c for c in mean_curves(curves, fields)}
@@ -308,6 +344,37 @@ def _peak(curve: plot.Curve) -> tuple[float, int]:
   return float(values[best]), int(curve.epochs[best])
 
 
+def best_cells(rows: Sequence[dict], row_field: str, column_field: str) -> dict:
+  """{(row value, column value): the Setting with the best mean validation metric}.
+
+  Rows may vary more fields than the two (a hyper-parameter search); each
+  cell keeps the setting chosen by validation, never by test.
+  """
+  key = tables.select_key(rows)
+  searched = [f for f in dict.fromkeys(f for row in rows for f in row)
+              if f not in (row_field, column_field, "seed", "run", "best_epoch",
+                           "epochs_run", "seconds") and not f.startswith(("valid/", "test/"))]
+  # A field searched for one sampler only (beta) is "-" in the others' rows.
+  rows = [{f: "-" for f in searched} | row for row in rows]
+  cells: dict = {}
+  for s in tables.aggregate(rows, [row_field, column_field] + searched):
+    cell = (s.values[row_field], s.values[column_field])
+    if cell not in cells or s.mean[key] > cells[cell].mean[key]:
+      cells[cell] = s
+  return cells
+
+
+def chosen_settings(rows: Sequence[dict], row_field: str, column_field: str) -> str:
+  """Markdown: per cell, the setting validation chose and the seconds it trained."""
+  body = [[value_text(row_field, r), value_text(column_field, c),
+           settings_text({f: v for f, v in s.values.items()
+                          if f not in (row_field, column_field) and v != "-"}) or "-",
+           f"{s.mean['best_epoch']:.0f}", f"{s.mean['seconds']:.0f}"]
+          for (r, c), s in best_cells(rows, row_field, column_field).items()]
+  return tables.markdown_table([row_field, column_field, "chosen by validation",
+                                "best epoch", "train seconds"], body)
+
+
 def pivot_table(rows: Sequence[dict], row_field: str, column_field: str,
                 improvement: bool) -> str:
   """Rows x (column groups x Recall/NDCG@50), like the paper's Tables 2 and 3.
@@ -316,8 +383,7 @@ def pivot_table(rows: Sequence[dict], row_field: str, column_field: str,
   other sampler of each column.
   """
   metrics = ("test/recall@50", "test/ndcg@50")
-  settings = {(s.values[row_field], s.values[column_field]): s
-              for s in tables.aggregate(rows, [row_field, column_field])}
+  settings = best_cells(rows, row_field, column_field)
   row_values = list(dict.fromkeys(r for r, _ in settings))
   column_values = list(dict.fromkeys(c for _, c in settings))
   header = [SYMBOLS.get(row_field, row_field)] + [
