@@ -22,6 +22,9 @@ from pdns_jax import plot
 from pdns_jax import samplers
 from pdns_jax.config import ConfigError
 from pdns_jax.experiments import grid as grid_lib
+from pdns_jax.experiments.comparison import chosen_settings, pivot_table
+from pdns_jax.experiments.labels import (DATASET_NAMES, MODEL_NAMES, setting_text,
+                                         settings_text)
 from pdns_jax.experiments import runner
 from pdns_jax.experiments import tables
 
@@ -33,19 +36,11 @@ FIRST_REVEAL = {("ml100k", "mf"): 150, ("douban", "mf"): 220,
                 ("ml100k", "lightgcn"): 100, ("douban", "lightgcn"): 100}
 REVEAL_EVERY = 50
 REVEAL_STAGES = 5  # 20% subsets
-DATASET_NAMES = {"ml100k": "Movielens-100k", "douban": "Douban", "gowalla": "Gowalla",
-                 "taobao": "Taobao", "tmall": "Tmall", "synthetic": "Synthetic"}
-MODEL_NAMES = {"mf": "MF", "lightgcn": "LightGCN"}
-SAMPLER_NAMES = {"rns": "RNS", "dns": "DNS", "pdns": "PDNS", "mixgcf": "MixGCF",
-                 "mix": "DNS+mixing", "srns": "SRNS", "gdns": "GDNS (reconstr.)",
-                 "adasir_u": "AdaSIR(U)", "adasir_p": "AdaSIR(P)", "irgan": "IRGAN",
-                 "advir": "AdvIR (reconstr.)"}
 # Table 2's samplers in the paper's order (MixGCF needs LightGCN's layers).
 COMPARISON_SAMPLERS = ("rns", "advir", "irgan", "dns", "srns", "gdns", "mixgcf",
                        "adasir_u", "adasir_p", "pdns")
 # The GAN samplers start from RNS training (PAPER.md 8.4): epochs of it.
 PRETRAIN_EPOCHS = {"smoke": 1, "paper": 20}
-SYMBOLS = {"pool_size": "H", "alpha": "α", "beta": "β", "reveal_fraction": "c"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,29 +93,6 @@ EXPERIMENTS = {
         "Soft factor beta of PDNS (Table 4)",
         axes=(("beta", (0.01, 0.05, 0.1, 0.2, 0.3, 0.4)),), fixed=(("sampler", "pdns"),)),
 }
-
-
-# ----------------------------------------------------------------------------
-# Display text (never parsed back).
-
-
-def value_text(field: str, value) -> str:
-  """A value as the paper writes it: sampler and dataset names, plain numbers."""
-  names = {"sampler": SAMPLER_NAMES, "dataset": DATASET_NAMES}.get(field, {})
-  return names.get(value, grid_lib.format_value(value))
-
-
-def setting_text(field: str, value) -> str:
-  """One field of a setting in legends and tables: `H=32`, `c=0.2`, `PDNS`."""
-  if field in ("sampler", "dataset"):
-    return value_text(field, value)
-  text = f"{SYMBOLS.get(field, field)}={value_text(field, value)}"
-  return text + " (DNS)" if field == "alpha" and value == 0 else text
-
-
-def settings_text(values: dict) -> str:
-  """A whole setting (field -> value) in legends and tables: `PDNS, H=32`."""
-  return ", ".join(setting_text(f, v) for f, v in values.items() if f != "seed")
 
 
 # ----------------------------------------------------------------------------
@@ -342,65 +314,6 @@ def _peak(curve: plot.Curve) -> tuple[float, int]:
   values = curve.values["test/recall@50"]
   best = int(np.nanargmax(values))
   return float(values[best]), int(curve.epochs[best])
-
-
-def best_cells(rows: Sequence[dict], row_field: str, column_field: str) -> dict:
-  """{(row value, column value): the Setting with the best mean validation metric}.
-
-  Rows may vary more fields than the two (a hyper-parameter search); each
-  cell keeps the setting chosen by validation, never by test.
-  """
-  key = tables.select_key(rows)
-  searched = [f for f in dict.fromkeys(f for row in rows for f in row)
-              if f not in (row_field, column_field, "seed", "run", "best_epoch",
-                           "epochs_run", "seconds") and not f.startswith(("valid/", "test/"))]
-  # A field searched for one sampler only (beta) is "-" in the others' rows.
-  rows = [{f: "-" for f in searched} | row for row in rows]
-  cells: dict = {}
-  for s in tables.aggregate(rows, [row_field, column_field] + searched):
-    cell = (s.values[row_field], s.values[column_field])
-    if cell not in cells or s.mean[key] > cells[cell].mean[key]:
-      cells[cell] = s
-  return cells
-
-
-def chosen_settings(rows: Sequence[dict], row_field: str, column_field: str) -> str:
-  """Markdown: per cell, the setting validation chose and the seconds it trained."""
-  body = [[value_text(row_field, r), value_text(column_field, c),
-           settings_text({f: v for f, v in s.values.items()
-                          if f not in (row_field, column_field) and v != "-"}) or "-",
-           f"{s.mean['best_epoch']:.0f}", f"{s.mean['seconds']:.0f}"]
-          for (r, c), s in best_cells(rows, row_field, column_field).items()]
-  return tables.markdown_table([row_field, column_field, "chosen by validation",
-                                "best epoch", "train seconds"], body)
-
-
-def pivot_table(rows: Sequence[dict], row_field: str, column_field: str,
-                improvement: bool) -> str:
-  """Rows x (column groups x Recall/NDCG@50), like the paper's Tables 2 and 3.
-
-  With `improvement`, a last row gives PDNS's relative gain over the best
-  other sampler of each column.
-  """
-  metrics = ("test/recall@50", "test/ndcg@50")
-  settings = best_cells(rows, row_field, column_field)
-  row_values = list(dict.fromkeys(r for r, _ in settings))
-  column_values = list(dict.fromkeys(c for _, c in settings))
-  header = [SYMBOLS.get(row_field, row_field)] + [
-      f"{setting_text(column_field, c)} {plot.metric_label(m).split()[0]}"
-      for c in column_values for m in metrics]
-  body = [[value_text(row_field, r)] + [
-      tables.mean_std(settings[r, c], m) if (r, c) in settings else "-"
-      for c in column_values for m in metrics] for r in row_values]
-  if improvement and "pdns" in row_values and len(row_values) > 1:
-    gains = []
-    for c in column_values:
-      for m in metrics:
-        baseline = max(settings[r, c].mean[m] for r in row_values
-                       if r != "pdns" and (r, c) in settings)
-        gains.append(f"{100 * (settings['pdns', c].mean[m] / baseline - 1):+.2f}%")
-    body.append(["Improv. (PDNS vs best baseline)"] + gains)
-  return tables.markdown_table(header, body)
 
 
 def experiment_figure(name: str, curves: Sequence[plot.Curve], path: pathlib.Path,
