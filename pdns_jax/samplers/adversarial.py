@@ -62,6 +62,22 @@ ADVIR_ABOUT = (
     "BPR(e + delta); G as IRGAN (alternating per step, released-code reward)")
 
 
+def draw_from(key: jax.Array, logits: jax.Array, num: int) -> jax.Array:
+  """`num` draws per row from softmax(logits) (B, I), by inverse CDF: int32 (B, num).
+
+  jax.random.categorical draws a Gumbel variate per row, item and draw (B x
+  I x num random numbers, most of an IRGAN step's time on a CPU); this needs
+  B x num. Items with logit -inf have probability 0 and are never drawn.
+  """
+  probs = jax.nn.softmax(logits, axis=-1)
+  cdf = jnp.cumsum(probs, axis=-1)
+  u = jax.random.uniform(key, (logits.shape[0], num)) * cdf[:, -1:]
+  index = jax.vmap(lambda c, v: jnp.searchsorted(c, v, side="right"))(cdf, u)
+  # Rounding can put u at the very top: take the last item that can be drawn.
+  last = logits.shape[1] - 1 - jnp.argmax((probs > 0)[:, ::-1], axis=1)
+  return jnp.minimum(index, last[:, None]).astype(jnp.int32)
+
+
 def generator_logits(generator: dict, users: jax.Array) -> jax.Array:
   """f_G(u, j) = g_u . g_j + b_j for every item: (B, I)."""
   return generator["user"][users] @ generator["item"].T + generator["bias"]
@@ -118,7 +134,7 @@ def generator_sample(generator: dict, key: jax.Array, *, users: jax.Array,
   g_key, pick_key, mix_key = jax.random.split(key, 3)
   batch = users.shape[0]
   log_p = jax.nn.log_softmax(generator_logits(generator, users), axis=-1)
-  from_g = jax.random.categorical(g_key, log_p, shape=(samples, batch)).T
+  from_g = draw_from(g_key, log_p, samples)
   start, size = exclude.indptr[users], exclude.indptr[users + 1] - exclude.indptr[users]
   offset = jnp.floor(jax.random.uniform(pick_key, (batch, samples)) * size[:, None])
   offset = jnp.minimum(offset.astype(jnp.int32), jnp.maximum(size[:, None] - 1, 0))
@@ -228,11 +244,11 @@ class IRGAN(Sampler):
       user = generator["user"][users]
       logits = (jnp.einsum("bf,bhf->bh", user, generator["item"][pool])
                 + generator["bias"][pool]) / self.temperature
-      pick = jax.random.categorical(draw_key, logits)
-      return jnp.take_along_axis(pool, pick[:, None], axis=1)[:, 0]
+      pick = draw_from(draw_key, logits, 1)
+      return jnp.take_along_axis(pool, pick, axis=1)[:, 0]
     logits = generator_logits(generator, users) / self.temperature
     logits = jnp.where(exclusion_mask(exclude, users, self.num_items), -jnp.inf, logits)
-    return jax.random.categorical(draw_key, logits)
+    return draw_from(draw_key, logits, 1)[:, 0]
 
   def update_generator(self, state: dict, key: jax.Array, batch, embeddings, data) -> dict:
     """One REINFORCE step of G with its own Adam (BASELINES.md 4, step 2)."""
