@@ -9,6 +9,12 @@ Host work (which users, which items to mask, which are targets) is done once
 in `eval_set`; the device work is one jitted function over fixed-shape user
 batches (the last batch padded), so nothing recompiles and nothing returns to
 the host until the averages are done.
+
+Items are scored in fixed-size chunks with a running top-K (`item_chunk`), so
+memory is O(batch x (chunk + K)), never O(batch x items): a million-item
+catalogue never materialises a batch x 1M score matrix. Ties rank the lower
+item id first in every chunk and in every merge, so the result is the same
+for every chunk size, and the same as one top-K over the whole row.
 """
 
 from __future__ import annotations
@@ -110,23 +116,117 @@ def rank_metrics(*, hits: jax.Array, num_targets: jax.Array, k: int):
   return recall, ndcg
 
 
+def _chunk_top(scores: jax.Array, first_item, mask_rows: jax.Array,
+               mask_cols: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """Top-k (scores, item ids) of one (B, C) chunk of items starting at `first_item`.
+
+  Excluded entries whose item falls in the chunk are set to -inf; the others
+  point past the chunk and are dropped.
+  """
+  width = scores.shape[1]
+  local = mask_cols - first_item
+  local = jnp.where((local >= 0) & (local < width), local, width)
+  scores = scores.at[mask_rows, local].set(-jnp.inf, mode="drop")
+  values, slots = jax.lax.top_k(scores, k)
+  return values, slots + first_item
+
+
+def _item_chunks(item_embeddings: jax.Array, k: int, item_chunk: int) -> jax.Array:
+  """The item table as (chunks, C, F), padded with zero rows to a whole number of chunks.
+
+  C (at least k) splits the items as evenly as the number of chunks that
+  `item_chunk` needs allows, so the padding, all in the last chunk, is under
+  one row per chunk. One chunk (the table as it is) where the items fit in one.
+  """
+  num_items = item_embeddings.shape[0]
+  chunk = max(int(item_chunk), k) if item_chunk else num_items
+  num_chunks = -(-num_items // chunk)
+  if num_chunks == 1:
+    return item_embeddings[None]
+  chunk = max(-(-num_items // num_chunks), k)  # balanced: ceil(items / chunks)
+  num_chunks = -(-num_items // chunk)  # raised to k, fewer may do: padding stays last
+  return jnp.pad(item_embeddings, ((0, num_chunks * chunk - num_items), (0, 0))).reshape(
+      num_chunks, chunk, -1)
+
+
+def _top_from_chunks(users: jax.Array, chunks: jax.Array, num_items: int,
+                     mask_rows: jax.Array, mask_cols: jax.Array, k: int) -> jax.Array:
+  """(B, k) item ids of the best-scored non-excluded items, best first.
+
+  A scan over the chunks of `_item_chunks` merging each chunk's top-k into
+  the running one. Merges put the running entries (lower item ids) first in
+  the concatenation and `lax.top_k` keeps the lower position on a tie, so ties
+  always rank the lower item id first, exactly as one top-k over the whole row.
+  """
+  num_chunks, chunk = chunks.shape[:2]
+  if num_chunks == 1:
+    return _chunk_top(users @ chunks[0].T, 0, mask_rows, mask_cols, k)[1]
+  # Padding rows score -inf and have the highest ids, so they rank after every
+  # real item (there are >= k of those: each chunk holds >= k items).
+  is_padding = jnp.arange(chunk) >= num_items - (num_chunks - 1) * chunk
+
+  def scores_of(index):
+    scores = users @ chunks[index].T
+    return jnp.where((index == num_chunks - 1) & is_padding, -jnp.inf, scores)
+
+  def merge(running, index):
+    values, items = _chunk_top(scores_of(index), index * chunk, mask_rows, mask_cols, k)
+    values = jnp.concatenate([running[0], values], axis=1)
+    items = jnp.concatenate([running[1], items], axis=1)
+    values, slots = jax.lax.top_k(values, k)
+    return (values, jnp.take_along_axis(items, slots, axis=1)), None
+
+  first = _chunk_top(scores_of(0), 0, mask_rows, mask_cols, k)
+  (_, items), _ = jax.lax.scan(merge, first, jnp.arange(1, num_chunks))
+  return items
+
+
+def _top_items(users: jax.Array, item_embeddings: jax.Array, mask_rows: jax.Array,
+               mask_cols: jax.Array, k: int, item_chunk: int) -> jax.Array:
+  """(B, k) best non-excluded item ids of one user batch, items in chunks."""
+  return _top_from_chunks(users, _item_chunks(item_embeddings, k, item_chunk),
+                          item_embeddings.shape[0], mask_rows, mask_cols, k)
+
+
+def _hits(top_items: jax.Array, target_rows: jax.Array,
+          target_cols: jax.Array) -> jax.Array:
+  """(B, k) 1.0 where the ranked item is one of its user's targets.
+
+  Each target entry (row, item) looks for its item among its row's top-k
+  (O(targets x k)); a user's targets are distinct, so no slot is hit twice.
+  Padding entries (row B) find nothing and are dropped.
+  """
+  batch, k = top_items.shape
+  ranked = top_items.at[target_rows].get(mode="fill", fill_value=-1)
+  found = (ranked == target_cols[:, None]).astype(jnp.float32)
+  return jnp.zeros((batch, k), jnp.float32).at[
+      target_rows[:, None], jnp.arange(k)[None, :]].add(found, mode="drop")
+
+
 def evaluate(user_embeddings: jax.Array, item_embeddings: jax.Array, data: EvalSet,
-             topk: tuple[int, ...]) -> dict[str, jax.Array]:
+             topk: tuple[int, ...], *, item_chunk: int = 0) -> dict[str, jax.Array]:
   """Mean Recall@K and NDCG@K over the users of `data` (jit-able, vmap-able).
+
+  Args:
+    user_embeddings: (U, F) final user embeddings.
+    item_embeddings: (I, F) final item embeddings.
+    data: the users, exclusions and targets of one evaluation (`eval_set`).
+    topk: the cut-offs K.
+    item_chunk: items scored at once (static; raised to max(topk) if below);
+      0 = all items in one chunk. Memory is O(batch x (chunk + K)).
 
   Returns:
     {"recall@K": scalar, "ndcg@K": scalar} for each K in topk.
   """
   max_k = max(topk)
+  # Chunked once, outside the loop over user batches (XLA does not hoist it).
+  chunks = _item_chunks(item_embeddings, max_k, item_chunk)
 
   def one_batch(batch):
     users, real, mask_rows, mask_cols, target_rows, target_cols, num_targets = batch
-    scores = user_embeddings[users] @ item_embeddings.T
-    scores = scores.at[mask_rows, mask_cols].set(-jnp.inf, mode="drop")
-    _, top_items = jax.lax.top_k(scores, max_k)
-    is_target = jnp.zeros(scores.shape, jnp.float32).at[target_rows, target_cols].set(
-        1.0, mode="drop")
-    hits = jnp.take_along_axis(is_target, top_items, axis=1)
+    top_items = _top_from_chunks(user_embeddings[users], chunks, item_embeddings.shape[0],
+                                 mask_rows, mask_cols, max_k)
+    hits = _hits(top_items, target_rows, target_cols)
     sums = {}
     for k in topk:
       recall, ndcg = rank_metrics(hits=hits, num_targets=num_targets, k=k)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from configs import default as default_config
 from pdns_jax import checkpoints as checkpoints_lib
 from pdns_jax import program as program_lib
 from pdns_jax import reporting
@@ -106,8 +107,9 @@ def _claim(config, workdir: pathlib.Path):
   stored = workdir / "config.json"
   changes = {}
   if stored.is_file() and any((workdir / "checkpoints" / "latest").glob("[0-9]*")):
-    changes = workdir_lib.resume_changes(json.loads(stored.read_text()),
-                                         json.loads(config.to_json()), config.resume_changes)
+    changes = workdir_lib.resume_changes(
+        json.loads(stored.read_text()), json.loads(config.to_json()), config.resume_changes,
+        json.loads(default_config.get_config().to_json()))
   reporting.write_json(stored, json.loads(config.to_json()))
   return lock, changes
 

@@ -20,7 +20,7 @@ from pdns_jax.config import ConfigError
 # how often it evaluates and saves, and what it prints, not what one epoch
 # computes. eval_batch_size only regroups the users that one evaluation scores.
 RESUMABLE = ("num_epochs", "patience", "eval_every", "checkpoint_every", "progress",
-             "tensorboard", "eval_batch_size", "resume_changes")
+             "tensorboard", "eval_batch_size", "eval_item_chunk", "resume_changes")
 
 
 def check_path(workdir: pathlib.Path) -> None:
@@ -71,13 +71,16 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
   return out
 
 
-def resume_changes(stored: dict, new: dict, allowed: str) -> dict:
+def resume_changes(stored: dict, new: dict, allowed: str, defaults: dict) -> dict:
   """The fields that differ between a workdir's config and the resuming one.
 
   Args:
     stored: the workdir's config.json.
     new: the config about to resume it (as JSON).
     allowed: `config.resume_changes`, "field,field": changes the user asks for.
+    defaults: configs/default.py as JSON. A field the workdir's config lacks
+      (added to the project after that run) counts as unchanged while it holds
+      its default, which is what the older code did.
 
   Returns:
     {field: [stored value, new value]} of the differing fields beyond RESUMABLE
@@ -89,6 +92,8 @@ def resume_changes(stored: dict, new: dict, allowed: str) -> dict:
   """
   wanted = {f.strip() for f in allowed.split(",") if f.strip()}
   before, after = _flatten(stored), _flatten(new)
+  for field, value in _flatten(defaults).items():
+    before.setdefault(field, value)
   changed = {f: [before.get(f), after.get(f)] for f in sorted(set(before) | set(after))
              if before.get(f) != after.get(f) and f not in RESUMABLE}
   refused = {f: v for f, v in changed.items() if f not in wanted}

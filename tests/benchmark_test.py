@@ -31,19 +31,28 @@ TIMED = ("compile_seconds", "train_epoch_seconds", "eval_compile_seconds", "eval
 
 
 @pytest.fixture(scope="module")
-def scripts():
-  """(stdout lines {name: value} of the tiny run, (returncode, stderr) of a bad flag)."""
+def scripts(tmp_path_factory):
+  """(stdout lines {name: value} of the tiny run, (returncode, stderr) of a bad flag,
+  (stdout, output folder) of a tiny --scaling run)."""
   base = [sys.executable, "launch/benchmark.py", "--config=configs/synthetic.py:smoke"]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  tiny, bad = [subprocess.Popen(argv, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE) for argv in (
-      base + ["--config.model=mf", *TINY, "--epochs=1", "--eval_repeats=1", "--warmup=0",
-              "--replicas=2", "--propagation_compare", "--propagation_repeats=1"],
-      base + ["--epochs=-1"])]
+  out = tmp_path_factory.mktemp("scaling")
+  tiny, bad, scaling = [subprocess.Popen(
+      argv, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE) for argv in (
+          base + ["--config.model=mf", *TINY, "--epochs=1", "--eval_repeats=1", "--warmup=0",
+                  "--replicas=2", "--propagation_compare", "--propagation_repeats=1"],
+          base + ["--epochs=-1"],
+          base + ["--scaling", "--scaling_sizes=20000,40000", "--scaling_models=mf",
+                  "--scaling_steps=1", "--scaling_eval_users=16", "--devices=1,8",
+                  f"--scaling_out={out}"])]
   stdout, stderr = tiny.communicate(timeout=300)
   assert tiny.returncode == 0, stderr[-3000:]
   _, bad_stderr = bad.communicate(timeout=300)
-  return dict(re.findall(r"^(\w+): (.*)$", stdout, re.M)), (bad.returncode, bad_stderr)
+  scaling_stdout, scaling_stderr = scaling.communicate(timeout=300)
+  assert scaling.returncode == 0, scaling_stderr[-3000:]
+  return (dict(re.findall(r"^(\w+): (.*)$", stdout, re.M)), (bad.returncode, bad_stderr),
+          (scaling_stdout, out))
 
 
 def test_random_split_has_the_requested_size_and_no_repeated_pair():
@@ -84,7 +93,7 @@ def test_graph_only_counts_the_edges_it_built(capsys):
 
 
 def test_tiny_run_reports_its_shapes_and_every_figure(scripts):
-  lines, _ = scripts
+  lines, _, _ = scripts
   shapes = dict(pair.split("=") for pair in lines["shapes"].split())
   assert {k: int(v) for k, v in shapes.items()} == dict(
       users=USERS, items=ITEMS, train=TRAIN, embed_dim=8, layers=3, pool_size=16,
@@ -102,6 +111,28 @@ def test_tiny_run_reports_its_shapes_and_every_figure(scripts):
 
 
 def test_bad_flag_is_one_line_and_exit_status_2(scripts):
-  _, (returncode, stderr) = scripts
+  _, (returncode, stderr), _ = scripts
   assert returncode == 2 and stderr.startswith("error: ") and "--epochs" in stderr, stderr
   assert stderr.count("\n") == 1
+
+
+def test_scaling_prints_a_row_per_size_and_the_fitted_exponent(scripts):
+  _, _, (stdout, out) = scripts
+  rows = re.findall(r"^\| ([\d,]+) \| mf \| ([\d,]+) \|", stdout, re.M)
+  assert rows == [("20,000", "400"), ("40,000", "800")]
+  lines = dict(re.findall(r"^(\w+): (.*)$", stdout, re.M))
+  assert np.isfinite(float(lines["scaling_exponent_mf_epoch"]))
+  assert np.isfinite(float(lines["scaling_exponent_mf_eval"]))
+  assert "not built" in lines["devices_scaling"]
+  assert (out / "scaling.png").stat().st_size > 0
+  text = (out / "scaling.md").read_text()
+  assert "--scaling_sizes=20000,40000" in text and "| 40,000 | mf |" in text
+
+
+def test_scaling_config_and_exponent_fit():
+  config = benchmark.scaling_config(synthetic.get_config(), 4_000_000, "lightgcn")
+  assert (config.synthetic.kind, config.split, config.model) == ("zipf", "paper", "lightgcn")
+  assert config.synthetic.num_users == config.synthetic.num_items == 80_000
+  assert (config.embed_dim, config.batch_size, config.pool_size) == (64, 2048, 32)
+  sizes = np.array([1e6, 4e6, 16e6])
+  assert abs(benchmark.fitted_exponent(sizes, 3 * sizes ** 1.1) - 1.1) < 1e-9

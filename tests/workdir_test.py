@@ -60,6 +60,19 @@ def test_resume_with_another_config_is_refused_naming_the_fields(tmp_path):
   assert (tmp_path / "metrics.jsonl").read_text() == lines
 
 
+def test_a_field_added_since_the_run_resumes_at_its_default(tmp_path, uninterrupted):
+  # As if the workdir was written before `valid_order` existed.
+  train.train_and_evaluate(_config(num_epochs=2), tmp_path)
+  stored = json.loads((tmp_path / "config.json").read_text())
+  del stored["valid_order"]
+  (tmp_path / "config.json").write_text(json.dumps(stored))
+  assert _metrics(train.train_and_evaluate(_config(num_epochs=4), tmp_path)) == _metrics(
+      uninterrupted)
+  (tmp_path / "config.json").write_text(json.dumps(stored))
+  with pytest.raises(train.ConfigError, match='valid_order: "time" in the workdir, "random"'):
+    train.train_and_evaluate(_config(num_epochs=5, valid_order="random"), tmp_path)
+
+
 def test_allowed_change_is_recorded_and_a_new_learning_rate_takes_effect(tmp_path):
   train.train_and_evaluate(_config(num_epochs=2), tmp_path)
   config = _config(num_epochs=3, learning_rate=0.05, resume_changes="learning_rate")

@@ -15,7 +15,7 @@ from pdns_jax.data.gowalla import load as load_gowalla
 from pdns_jax.data.movielens import load as load_movielens
 from pdns_jax.data.sources import resolve_data_dir
 from pdns_jax.data.substitutes import load as load_substitute
-from pdns_jax.data.synthetic import generate, params_from_config
+from pdns_jax.data.synthetic import load as load_synthetic
 from pdns_jax.data.tianchi import find_raw, load_raw
 
 Loader = Callable[[pathlib.Path, object], Interactions]
@@ -28,7 +28,7 @@ def _load_ml100k(data_dir, config):
 
 def _load_synthetic(data_dir, config):
   del data_dir
-  return generate(**params_from_config(config))
+  return load_synthetic(config)
 
 
 def _load_douban(data_dir, config):
