@@ -69,6 +69,7 @@ from pdns_jax import evaluate as eval_lib
 from pdns_jax import graph as graph_lib
 from pdns_jax import models
 from pdns_jax import program as program_lib
+from pdns_jax import samplers
 from pdns_jax import step as step_lib
 from pdns_jax.data import core as data_core
 from pdns_jax.data import synthetic
@@ -626,6 +627,49 @@ def benchmark(config, split: data_lib.Split, *, epochs: int, warmup: int,
       _print(f"propagation_{method}_seconds", value)
 
 
+def sampler_table(config, split: data_lib.Split, names, *, epochs: int,
+                  warmup: int) -> list[dict]:
+  """Each sampler's epoch seconds (and per-epoch refresh) on the same data, one table.
+
+  Every sampler runs the config as it is but for `sampler` (GAN pre-training
+  off: its RNS epochs would time RNS). Peak memory is this process's VmHWM,
+  reset before each sampler where Linux allows, so it includes the data.
+
+  Returns:
+    One row per sampler: sampler, epoch_seconds, vs_dns, refresh_seconds,
+    peak_rss_bytes.
+  """
+  rows = []
+  for name in names:
+    sampler_config = copy.deepcopy(config)
+    with sampler_config.unlocked():
+      sampler_config.sampler, sampler_config.pretrain_epochs = name, 0
+    _rss_peak_reset()
+    program = program_lib.build_program(sampler_config, split)
+    state, data = program.init_state(), program.train_data()
+    hparams, graph = program.hparams, program.graph
+    refresh = program.refresh_fn or (lambda state, data, graph: state)
+    epoch_times, refresh_times = [], []
+    for i in range(warmup + epochs):
+      state, refreshed = _timed(refresh, state, data, graph)
+      (state, _), elapsed = _timed(program.epoch_fn, state, hparams, data, graph)
+      if i >= warmup:
+        epoch_times.append(elapsed)
+        refresh_times.append(refreshed)
+    rows.append({"sampler": name, "epoch_seconds": float(np.median(epoch_times)),
+                 "refresh_seconds": float(np.median(refresh_times))
+                 if program.refresh_fn else 0.0, "peak_rss_bytes": _rss_peak_bytes()})
+    del program, state
+  dns = next((r["epoch_seconds"] for r in rows if r["sampler"] == "dns"), None)
+  print(f"{'sampler':<10} {'epoch s':>9} {'vs dns':>7} {'refresh s':>10} {'peak RSS MB':>12}")
+  for row in rows:
+    row["vs_dns"] = row["epoch_seconds"] / dns if dns else float("nan")
+    print(f"{row['sampler']:<10} {row['epoch_seconds']:>9.3f} {row['vs_dns']:>7.2f} "
+          f"{row['refresh_seconds']:>10.3f} {row['peak_rss_bytes'] / 2**20:>12.0f}")
+    _print(f"sampler_{row['sampler']}_epoch_seconds", row["epoch_seconds"])
+  return rows
+
+
 def main():
   """The command line (flags are defined here so that importing defines none)."""
   config = config_flags.DEFINE_config_file(
@@ -675,6 +719,9 @@ def main():
   scaling_point_flag = flags.DEFINE_integer(
       "scaling_point", 0, "Internal: measure this one size and print scaling_row lines.",
       lower_bound=0)
+  sampler_names = flags.DEFINE_list(
+      "samplers", [], "Time each of these samplers ('all': every registered one) on the "
+      "same data in one run, as a table with the ratio to DNS.")
   devices = flags.DEFINE_list(
       "devices", ["1"], "Device counts for --scaling; only 1 is built (sharding is not).")
   flags.mark_flags_as_required(["config"])
@@ -705,7 +752,15 @@ def main():
     split, seconds = _timed(benchmark_split, config.value, users.value, items.value,
                             interactions.value)
     _print("data", f"{split.name} ({seconds:.1f} s to load or generate)")
-    if only_graph.value:
+    if sampler_names.value:
+      names = (list(samplers.REGISTRY) if sampler_names.value == ["all"]
+               else sampler_names.value)
+      unknown = sorted(set(names) - set(samplers.REGISTRY))
+      if unknown:
+        raise data_lib.DataError(f"--samplers: unknown {unknown}; choose from "
+                                 f"{list(samplers.REGISTRY)} or 'all'")
+      sampler_table(config.value, split, names, epochs=epochs.value, warmup=warmup.value)
+    elif only_graph.value:
       graph_only(config.value, split)
     else:
       benchmark(config.value, split, epochs=epochs.value, warmup=warmup.value,

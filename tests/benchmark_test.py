@@ -37,7 +37,7 @@ def scripts(tmp_path_factory):
   base = [sys.executable, "launch/benchmark.py", "--config=configs/synthetic.py:smoke"]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   out = tmp_path_factory.mktemp("scaling")
-  tiny, bad, scaling = [subprocess.Popen(
+  tiny, bad, scaling, table = [subprocess.Popen(
       argv, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE) for argv in (
           base + ["--config.model=mf", *TINY, "--epochs=1", "--eval_repeats=1", "--warmup=0",
@@ -45,14 +45,27 @@ def scripts(tmp_path_factory):
           base + ["--epochs=-1"],
           base + ["--scaling", "--scaling_sizes=20000,40000", "--scaling_models=mf",
                   "--scaling_steps=1", "--scaling_eval_users=16", "--devices=1,8",
-                  f"--scaling_out={out}"])]
+                  f"--scaling_out={out}"],
+          base + ["--config.model=mf", *TINY, "--samplers=dns,rns", "--epochs=1",
+                  "--warmup=0"])]
   stdout, stderr = tiny.communicate(timeout=300)
   assert tiny.returncode == 0, stderr[-3000:]
   _, bad_stderr = bad.communicate(timeout=300)
   scaling_stdout, scaling_stderr = scaling.communicate(timeout=300)
   assert scaling.returncode == 0, scaling_stderr[-3000:]
+  table_stdout, table_stderr = table.communicate(timeout=300)
+  assert table.returncode == 0, table_stderr[-3000:]
   return (dict(re.findall(r"^(\w+): (.*)$", stdout, re.M)), (bad.returncode, bad_stderr),
-          (scaling_stdout, out))
+          (scaling_stdout, out), table_stdout)
+
+
+def test_sampler_table_times_each_sampler_against_dns(scripts):
+  stdout = scripts[3]
+  rows = {line.split()[0]: line.split() for line in stdout.splitlines()
+          if line.split() and line.split()[0] in ("dns", "rns")}
+  assert set(rows) == {"dns", "rns"}
+  assert rows["dns"][2] == "1.00"  # the ratio column is relative to DNS
+  assert float(rows["rns"][1]) > 0 and float(rows["rns"][4]) > 0
 
 
 def test_random_split_has_the_requested_size_and_no_repeated_pair():
@@ -93,7 +106,7 @@ def test_graph_only_counts_the_edges_it_built(capsys):
 
 
 def test_tiny_run_reports_its_shapes_and_every_figure(scripts):
-  lines, _, _ = scripts
+  lines = scripts[0]
   shapes = dict(pair.split("=") for pair in lines["shapes"].split())
   assert {k: int(v) for k, v in shapes.items()} == dict(
       users=USERS, items=ITEMS, train=TRAIN, embed_dim=8, layers=3, pool_size=16,
@@ -111,13 +124,13 @@ def test_tiny_run_reports_its_shapes_and_every_figure(scripts):
 
 
 def test_bad_flag_is_one_line_and_exit_status_2(scripts):
-  _, (returncode, stderr), _ = scripts
+  returncode, stderr = scripts[1]
   assert returncode == 2 and stderr.startswith("error: ") and "--epochs" in stderr, stderr
   assert stderr.count("\n") == 1
 
 
 def test_scaling_prints_a_row_per_size_and_the_fitted_exponent(scripts):
-  _, _, (stdout, out) = scripts
+  stdout, out = scripts[2]
   rows = re.findall(r"^\| ([\d,]+) \| mf \| ([\d,]+) \|", stdout, re.M)
   assert rows == [("20,000", "400"), ("40,000", "800")]
   lines = dict(re.findall(r"^(\w+): (.*)$", stdout, re.M))
