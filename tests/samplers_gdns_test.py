@@ -7,14 +7,12 @@ import pytest
 
 from configs import synthetic as synthetic_config
 from pdns_jax import program as program_lib
-from pdns_jax import train
 from pdns_jax.config import ConfigError
 from pdns_jax.samplers import base
 from pdns_jax.samplers import gdns
 from pdns_jax.samplers import pools
+import sampler_runs
 
-METRIC_KEYS = ("best_epoch", "valid/recall@50", "test/recall@20", "test/ndcg@20",
-               "test/recall@50", "test/ndcg@50")
 HPARAMS = {"alpha": jnp.float32(0), "beta": jnp.float32(0), "l2": jnp.float32(0)}
 
 
@@ -153,19 +151,5 @@ def _config(**overrides):
   return c
 
 
-def _metrics(summary):
-  return {k: summary[k] for k in METRIC_KEYS}
-
-
 def test_runs_are_finite_deterministic_resumable_and_replicas_match(tmp_path):
-  part = train.train_and_evaluate(_config(num_epochs=2), tmp_path / "resumed")
-  for key in METRIC_KEYS[1:]:
-    assert np.isfinite(part[key]) and 0 <= part[key] <= 1
-  resumed = train.train_and_evaluate(_config(num_epochs=3), tmp_path / "resumed")
-  straight = train.train_and_evaluate(_config(num_epochs=3), tmp_path / "straight")
-  assert _metrics(resumed) == _metrics(straight)
-  many = train.train_and_evaluate(_config(num_epochs=2, num_replicas=2), tmp_path / "many")
-  single = train.train_and_evaluate(_config(num_epochs=2, seed=1), tmp_path / "single")
-  replica = lambda r: {k: many["replicas"][r][k] for k in METRIC_KEYS}
-  assert replica(0) == pytest.approx(_metrics(part), abs=1e-6)  # same seed, same run
-  assert replica(1) == pytest.approx(_metrics(single), abs=1e-6)
+  sampler_runs.check_finite_resumable_and_replicas(_config, tmp_path)
