@@ -484,8 +484,9 @@ def scaling(config, sizes: list[int], *, models: tuple[str, ...], steps: int,
   """
   notes = []
   if devices != [1]:
-    note = (f"devices {','.join(map(str, devices))}: not built (sharded training is "
-            "not in yet); measured on 1 device only")
+    note = (f"devices {','.join(map(str, devices))}: per-device-count points are not "
+            "wired into --scaling yet (train with --config.mesh=data=N); measured on 1 "
+            "device only")
     _print("devices_scaling", note)
     notes.append(note)
   rows = []
@@ -723,7 +724,7 @@ def main():
       "samplers", [], "Time each of these samplers ('all': every registered one) on the "
       "same data in one run, as a table with the ratio to DNS.")
   devices = flags.DEFINE_list(
-      "devices", ["1"], "Device counts for --scaling; only 1 is built (sharding is not).")
+      "devices", ["1"], "Device counts for --scaling; only 1 is measured so far.")
   flags.mark_flags_as_required(["config"])
 
   def body():
