@@ -212,3 +212,11 @@ def test_init_from_starts_from_an_earlier_runs_embeddings(tmp_path):
                              ({"init_from": str(first), "embed_dim": 4}, "embed_dim: 8 there")):
     with pytest.raises(train.ConfigError, match=f"config.init_from: .*{message}"):
       train.train_and_evaluate(_config(sampler="irgan", **overrides), tmp_path / "bad")
+
+
+def test_a_workdir_that_cannot_be_written_is_a_clear_error(tmp_path):
+  # Tests run as root, which may write anywhere: a folder where the lock file
+  # must go fails the same way a read-only workdir does (an OSError on open).
+  (tmp_path / ".lock").mkdir()
+  with pytest.raises(train.ConfigError, match=r"--workdir .*: cannot write there"):
+    train.train_and_evaluate(_config(num_epochs=1), tmp_path)
