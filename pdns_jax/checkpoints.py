@@ -46,7 +46,15 @@ def digest(state) -> str:
 class Checkpoints:
   """Latest and best states of a run, with its bookkeeping as JSON."""
 
-  def __init__(self, workdir: pathlib.Path):
+  def __init__(self, workdir: pathlib.Path, to_saved=lambda s: s, from_saved=lambda s: s):
+    """Opens (creating) the managers.
+
+    Args:
+      workdir: the run's folder.
+      to_saved, from_saved: how the state is written and read back (the
+        program drops a mesh's padding rows, so any device count restores).
+    """
+    self.to_saved, self.from_saved = to_saved, from_saved
     self.folder = workdir / "checkpoints"
     options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True,
                                            enable_async_checkpointing=False)
@@ -54,6 +62,7 @@ class Checkpoints:
     self.best = ocp.CheckpointManager(self.folder / "best", options=options)
 
   def _save(self, manager, epoch, state, meta):
+    state = self.to_saved(state)
     meta = dict(meta, shapes=_shapes(state), digest=digest(state))
     if epoch in manager.all_steps():
       # A run killed between saving "best" and "latest" redoes this epoch on
@@ -71,6 +80,7 @@ class Checkpoints:
 
   def _read(self, manager, step: int, like):
     """(state, meta) of one step, verified; raises on damage or other shapes."""
+    like = self.to_saved(like)
     meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
     if meta.get("shapes") != _shapes(like):
       raise ShapeMismatch("its array shapes differ from this config's")
@@ -79,7 +89,7 @@ class Checkpoints:
         state=ocp.args.StandardRestore(abstract))).state
     if meta.get("digest") is not None and digest(state) != meta["digest"]:
       raise ValueError("its arrays do not match the digest saved with them")
-    return state, meta
+    return self.from_saved(state), meta
 
   def _newest_intact(self, manager, like, at_most=None):
     """(step, state, meta) of the newest readable step (<= at_most), or None."""

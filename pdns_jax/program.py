@@ -209,6 +209,34 @@ class Program:
       state = jax.device_put(state, mesh_lib.state_shardings(self.spec.mesh, state))
     return state
 
+  def _tables(self, state, resize):
+    """Applies resize(leaf, real rows) to the embedding tables and their Adam moments."""
+    rows = {"user": self.spec.model.num_users, "item": self.spec.model.num_items}
+    def visit(path, leaf):
+      keys = [getattr(k, "key", getattr(k, "name", None)) for k in path]
+      if keys and keys[0] in ("params", "opt_state") and keys[-1] in rows and leaf.ndim >= 2:
+        return resize(leaf, rows[keys[-1]])
+      return leaf
+    return jax.tree_util.tree_map_with_path(visit, state)
+
+  def to_saved(self, state):
+    """The state as checkpoints hold it: tables without their mesh padding rows.
+
+    So a run saved on N devices restores on M (the padding depends on N).
+    """
+    if self.spec.model.row_multiple == 1:
+      return state
+    return self._tables(state, lambda leaf, rows: leaf[:, :rows])
+
+  def from_saved(self, saved):
+    """`to_saved` undone: tables padded for this run's mesh and placed on it."""
+    if self.spec.model.row_multiple == 1:
+      return saved
+    multiple = self.spec.model.row_multiple
+    state = self._tables(saved, lambda leaf, rows: jnp.pad(
+        leaf, [(0, 0), (0, -rows % multiple)] + [(0, 0)] * (leaf.ndim - 2)))
+    return jax.device_put(state, mesh_lib.state_shardings(self.spec.mesh, state))
+
   @functools.cached_property
   def _stage_independent(self) -> samplers_base.TrainData:
     """The parts of TrainData no reveal changes, built once (exclude: stage 0)."""

@@ -44,7 +44,8 @@ def load_embeddings(workdir: pathlib.Path, replica: int = 0):
     raise ConfigError(f"--workdir {workdir}: no config.json; is it a training workdir?")
   config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
   program = program_lib.build_program(config)
-  state = checkpoints_lib.Checkpoints(workdir).best_params(program.init_state())
+  state = checkpoints_lib.Checkpoints(workdir, program.to_saved,
+                                     program.from_saved).best_params(program.init_state())
   if state is None:
     raise ConfigError(f"--workdir {workdir}: no intact checkpoint to serve from; train "
                       "it first (python -m pdns_jax.main ...)")

@@ -140,7 +140,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   program = program_lib.build_program(config)
   lock, changes = _claim(config, workdir)  # pylint: disable=unused-variable
   select_key = f"valid/recall@{max(program.topk)}"
-  checkpoints = checkpoints_lib.Checkpoints(workdir)
+  checkpoints = checkpoints_lib.Checkpoints(workdir, program.to_saved, program.from_saved)
   state, best_state, meta = _restore_or_init(program, checkpoints, workdir)
   trackers = [Tracker(**t) for t in meta["trackers"]]
   epoch, reveal_start, reveals = meta["epoch"], meta["reveal_start"], program.reveals

@@ -18,9 +18,10 @@ from pdns_jax.config import ConfigError
 
 # Fields that may change when a run resumes: they decide how long it trains,
 # how often it evaluates and saves, and what it prints, not what one epoch
-# computes. eval_batch_size only regroups the users that one evaluation scores.
+# computes. eval_batch_size and eval_item_chunk only regroup what one
+# evaluation scores; mesh only spreads the same computation over devices.
 RESUMABLE = ("num_epochs", "patience", "eval_every", "checkpoint_every", "progress",
-             "tensorboard", "eval_batch_size", "eval_item_chunk", "resume_changes")
+             "tensorboard", "eval_batch_size", "eval_item_chunk", "mesh", "resume_changes")
 
 
 def check_path(workdir: pathlib.Path) -> None:

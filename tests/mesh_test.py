@@ -57,6 +57,39 @@ def test_one_two_and_eight_devices_give_the_same_metrics():
             model, sampler, mesh)
 
 
+RESTORE_SCRIPT = r'''
+import json, sys, tempfile, pathlib
+from configs import synthetic
+from pdns_jax import train
+def config(epochs, mesh):
+  c = synthetic.get_config("smoke"); c.unlock()
+  c.update(tensorboard=False, model="lightgcn", mesh=mesh, num_epochs=epochs, batch_size=128,
+           eval_every=1, patience=100)
+  return c.lock()
+keys = ("best_epoch", "valid/recall@50", "test/recall@50", "test/ndcg@50")
+out = {}
+with tempfile.TemporaryDirectory() as d:
+  d = pathlib.Path(d)
+  out["full"] = train.train_and_evaluate(config(4, ""), d / "full")
+  for first, second in (("data=8", ""), ("", "data=8")):
+    work = d / f"{first}_{second}"
+    train.train_and_evaluate(config(2, first), work)
+    out[f"{first}->{second}"] = train.train_and_evaluate(config(4, second), work)
+print("RESULT " + json.dumps({k: [v[m] for m in keys] for k, v in out.items()}))
+'''
+
+
+def test_a_run_saved_on_eight_devices_resumes_on_one_and_back():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", RESTORE_SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = json.loads(result.stdout.split("RESULT ", 1)[1])
+  for resumed in ("data=8->", "->data=8"):
+    assert out[resumed] == pytest.approx(out["full"], abs=1e-5), resumed
+
+
 def test_padded_tables_keep_the_real_rows_and_bad_meshes_are_refused(tmp_path):
   from pdns_jax import models  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
