@@ -12,23 +12,14 @@ from pdns_jax import train
 from pdns_jax.config import ConfigError
 from pdns_jax.samplers import adasir
 from pdns_jax.samplers import base
-from pdns_jax.samplers import pools
+import sampler_runs
 
 METRIC_KEYS = ("best_epoch", "valid/recall@50", "test/recall@20", "test/ndcg@20",
                "test/recall@50", "test/ndcg@50")
 
 
-def _data(pairs, num_users):
-  pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-  return base.TrainData(users=jnp.asarray(pairs[:, 0], jnp.int32),
-                        items=jnp.asarray(pairs[:, 1], jnp.int32),
-                        exclude=pools.sorted_sets(pairs, num_users),
-                        false_negatives=pools.sorted_sets(np.zeros((0, 2)), num_users))
-
-
-def _embeddings(user, item):
-  return base.Embeddings.of(jnp.asarray(user, jnp.float32)[None],
-                            jnp.asarray(item, jnp.float32)[None])
+_data = sampler_runs.train_data
+_embeddings = sampler_runs.embeddings
 
 
 def _within_5_sigma(freq, p, n):

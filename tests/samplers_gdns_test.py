@@ -10,24 +10,13 @@ from pdns_jax import program as program_lib
 from pdns_jax.config import ConfigError
 from pdns_jax.samplers import base
 from pdns_jax.samplers import gdns
-from pdns_jax.samplers import pools
 import sampler_runs
 
 HPARAMS = {"alpha": jnp.float32(0), "beta": jnp.float32(0), "l2": jnp.float32(0)}
 
 
-def _data(pairs, num_users, exclude=None):
-  pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-  exclude = pairs if exclude is None else np.asarray(exclude, np.int64)
-  return base.TrainData(users=jnp.asarray(pairs[:, 0], jnp.int32),
-                        items=jnp.asarray(pairs[:, 1], jnp.int32),
-                        exclude=pools.sorted_sets(exclude, num_users),
-                        false_negatives=pools.sorted_sets(np.zeros((0, 2)), num_users))
-
-
-def _embeddings(user, item):
-  return base.Embeddings.of(jnp.asarray(user, jnp.float32)[None],
-                            jnp.asarray(item, jnp.float32)[None])
+_data = sampler_runs.train_data
+_embeddings = sampler_runs.embeddings
 
 
 def _random_problem(num_users=5, num_items=16, seed=0, dim=3):
