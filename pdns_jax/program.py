@@ -156,11 +156,19 @@ def check_config_against_data(config, split: data_lib.Split) -> int:
 
 
 def eval_params(params, graph, valid: eval_lib.EvalSet, test: eval_lib.EvalSet, *,
-                model: models.Model, topk: tuple[int, ...], item_chunk: int = 0) -> dict:
-  """Valid and test metrics of one replica (embeddings computed once)."""
+                model: models.Model, topk: tuple[int, ...], item_chunk: int = 0,
+                mesh=None) -> dict:
+  """Valid and test metrics of one replica (embeddings computed once).
+
+  With a mesh, each batch's users are split over the devices: a device ranks
+  all items for its users (top-K over item chunks), and only the sums of the
+  metrics cross devices.
+  """
   users, items = model.embed(params, graph)
   out = {}
   for prefix, data in (("valid", valid), ("test", test)):
+    per_user = mesh_lib.split_examples(mesh, (data.users, data.real, data.num_targets))
+    data = data.replace(users=per_user[0], real=per_user[1], num_targets=per_user[2])
     for name, value in eval_lib.evaluate(users, items, data, topk,
                                             item_chunk=item_chunk).items():
       out[f"{prefix}/{name}"] = value
@@ -315,5 +323,5 @@ def build_program(config, split: data_lib.Split | None = None) -> Program:
       pretrain_epochs=int(config.pretrain_epochs) if pretrain else 0,
       refresh_fn=refresh_fn,
       eval_fn=jax.jit(jax.vmap(functools.partial(eval_params, model=model, topk=topk,
-                                 item_chunk=config.eval_item_chunk),
+                                 item_chunk=config.eval_item_chunk, mesh=mesh),
                                in_axes=(0, None, None, None))))
