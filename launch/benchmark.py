@@ -633,12 +633,14 @@ def sampler_table(config, split: data_lib.Split, names, *, epochs: int,
   """Each sampler's epoch seconds (and per-epoch refresh) on the same data, one table.
 
   Every sampler runs the config as it is but for `sampler` (GAN pre-training
-  off: its RNS epochs would time RNS). Peak memory is this process's VmHWM,
-  reset before each sampler where Linux allows, so it includes the data.
+  off: its RNS epochs would time RNS). The sampler's own memory is its state
+  (all replicas); peak memory is this process's VmHWM, reset before each
+  sampler where Linux allows, so it includes the data and what earlier
+  samplers' compiled programs still hold.
 
   Returns:
     One row per sampler: sampler, epoch_seconds, vs_dns, refresh_seconds,
-    peak_rss_bytes.
+    state_bytes, peak_rss_bytes.
   """
   rows = []
   for name in names:
@@ -657,16 +659,20 @@ def sampler_table(config, split: data_lib.Split, names, *, epochs: int,
       if i >= warmup:
         epoch_times.append(elapsed)
         refresh_times.append(refreshed)
+    state_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(state.sampler_state))
     rows.append({"sampler": name, "epoch_seconds": float(np.median(epoch_times)),
+                 "state_bytes": int(state_bytes),
                  "refresh_seconds": float(np.median(refresh_times))
                  if program.refresh_fn else 0.0, "peak_rss_bytes": _rss_peak_bytes()})
     del program, state
   dns = next((r["epoch_seconds"] for r in rows if r["sampler"] == "dns"), None)
-  print(f"{'sampler':<10} {'epoch s':>9} {'vs dns':>7} {'refresh s':>10} {'peak RSS MB':>12}")
+  print(f"{'sampler':<10} {'epoch s':>9} {'vs dns':>7} {'refresh s':>10} {'state MB':>9} "
+        f"{'peak RSS MB':>12}")
   for row in rows:
     row["vs_dns"] = row["epoch_seconds"] / dns if dns else float("nan")
     print(f"{row['sampler']:<10} {row['epoch_seconds']:>9.3f} {row['vs_dns']:>7.2f} "
-          f"{row['refresh_seconds']:>10.3f} {row['peak_rss_bytes'] / 2**20:>12.0f}")
+          f"{row['refresh_seconds']:>10.3f} {row['state_bytes'] / 2**20:>9.1f} "
+          f"{row['peak_rss_bytes'] / 2**20:>12.0f}")
     _print(f"sampler_{row['sampler']}_epoch_seconds", row["epoch_seconds"])
   return rows
 
