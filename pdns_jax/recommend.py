@@ -39,6 +39,7 @@ def load_embeddings(workdir: pathlib.Path, replica: int = 0):
   Raises:
     ConfigError: the workdir holds no run, no checkpoint, or no such replica.
   """
+  workdir = pathlib.Path(workdir).resolve()  # orbax wants absolute paths
   config_path = workdir / "config.json"
   if not config_path.is_file():
     raise ConfigError(f"--workdir {workdir}: no config.json; is it a training workdir?")
@@ -121,7 +122,7 @@ def format_rows(rows: list[dict], kind: str) -> str:
 
 
 def main():
-  workdir = pathlib.Path(_WORKDIR.value)
+  workdir = pathlib.Path(_WORKDIR.value).resolve()  # orbax wants absolute paths
   if not _USERS.value and not _EXPORT.value:
     raise ConfigError("give --users=ID,ID,... and/or --export=FOLDER")
   users, items, split = load_embeddings(workdir, _REPLICA.value)

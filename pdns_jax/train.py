@@ -88,7 +88,8 @@ def _restore_or_init(program: program_lib.Program, checkpoints, workdir):
     raise ConfigError(f"workdir {workdir}: {e}") from e
   if restored is None:
     if program.config.init_from:  # an earlier run's embeddings (PAPER.md 8.4: GAN samplers)
-      saved = checkpoints_lib.read_params(pathlib.Path(program.config.init_from).expanduser())
+      saved = checkpoints_lib.read_params(
+          pathlib.Path(program.config.init_from).expanduser().resolve())
       state = program.init_state(saved)
       logging.info("starting from the embeddings of %s", program.config.init_from)
     return state, jax.tree_util.tree_map(jnp.copy, state), meta  # state is donated

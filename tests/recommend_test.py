@@ -59,10 +59,11 @@ def test_top_k_in_original_ids_without_training_items(trained):
 
 def test_command_line_json_and_export(trained, tmp_path):
   workdir, split = trained
+  # A workdir given relative to the current folder, as users type it.
   result = subprocess.run(
-      [sys.executable, "-m", "pdns_jax.recommend", f"--workdir={workdir}", "--users=196",
+      [sys.executable, "-m", "pdns_jax.recommend", f"--workdir={workdir.name}", "--users=196",
        "--k=3", "--format=json", f"--export={tmp_path / 'export'}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+      cwd=workdir.parent, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr
   rows = json.loads(result.stdout[result.stdout.index("["):])
   assert [r["rank"] for r in rows] == [1, 2, 3]
