@@ -7,7 +7,7 @@
 # <= 0.6 s and evaluation of all 29,858 users (eval_test_seconds) <= 0.1 s;
 # replica throughput (ml100k x30, Gowalla x5) against as many sequential runs.
 # Also: the three propagation methods on the GPU (configs/default.py's choice was
-# made on CPU), the graph tests on the GPU, and graph construction at 100M edges.
+# made on CPU), the graph tests on the GPU, and every sampler's epoch against DNS.
 #
 # Writes one log per step and summary.txt under $OUT (else /tmp/gpu_check);
 # a step that fails or times out is recorded and the rest still run.
