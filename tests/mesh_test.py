@@ -41,13 +41,18 @@ print("RESULT " + json.dumps(out))
 '''
 
 
-def test_one_two_and_eight_devices_give_the_same_metrics():
+def _on_eight_devices(script: str) -> dict:
+  """Runs `script` in a process that sees 8 CPU devices; the JSON it prints after RESULT."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu")
-  result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
+  result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
-  out = json.loads(result.stdout.split("RESULT ", 1)[1])
+  return json.loads(result.stdout.split("RESULT ", 1)[1])
+
+
+def test_one_two_and_eight_devices_give_the_same_metrics():
+  out = _on_eight_devices(SCRIPT)
   assert out.pop("devices") == 8
   for model in ("mf", "lightgcn"):
     for sampler in ("rns", "dns", "pdns"):
@@ -80,12 +85,7 @@ print("RESULT " + json.dumps({k: [v[m] for m in keys] for k, v in out.items()}))
 
 
 def test_a_run_saved_on_eight_devices_resumes_on_one_and_back():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  result = subprocess.run([sys.executable, "-c", RESTORE_SCRIPT], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  out = json.loads(result.stdout.split("RESULT ", 1)[1])
+  out = _on_eight_devices(RESTORE_SCRIPT)
   for resumed in ("data=8->", "->data=8"):
     assert out[resumed] == pytest.approx(out["full"], abs=1e-5), resumed
 

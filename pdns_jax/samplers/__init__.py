@@ -13,7 +13,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+from pdns_jax.samplers import adasir
+from pdns_jax.samplers import adversarial
 from pdns_jax.samplers import base
+from pdns_jax.samplers import gdns
+from pdns_jax.samplers import srns
 from pdns_jax.samplers.dns import Hardest
 from pdns_jax.samplers.mixgcf import MixGCF
 from pdns_jax.samplers.uniform import Uniform
@@ -49,27 +53,21 @@ REGISTRY = {
     "pdns": Entry(lambda c, s: Hardest(num_items=s.num_items, pool_size=c.pool_size), "soft_bpr",
                   "PDNS (Algorithm 1): DNS with soft BPR, beta = config.beta"),
     "mix": Entry(lambda c, s: Hardest(num_items=s.num_items, pool_size=c.pool_size,
-                                                    mix=True), "bpr",
+                                      mix=True), "bpr",
                  "DNS + positive mixing with a fixed alpha = config.alpha (Eq. 4)"),
     "mixgcf": Entry(lambda c, s: MixGCF(num_items=s.num_items, pool_size=c.pool_size), "bpr",
                     "MixGCF: random positive mixing per layer and hop mixing"),
+    "adasir_u": Entry(lambda c, s: adasir.build(c, s, popularity=False), "bpr",
+                      adasir.ABOUT_U, adasir.check),
+    "adasir_p": Entry(lambda c, s: adasir.build(c, s, popularity=True), "bpr",
+                      adasir.ABOUT_P, adasir.check),
+    "irgan": Entry(adversarial.build_irgan, "bpr", adversarial.IRGAN_ABOUT,
+                   adversarial.check_irgan, pretrain=True),
+    "advir": Entry(adversarial.build_advir, "bpr", adversarial.ADVIR_ABOUT,
+                   adversarial.check_advir, pretrain=True),
+    "srns": Entry(srns.build, "bpr", srns.ABOUT, srns.check),
+    "gdns": Entry(gdns.build, "bpr", gdns.ABOUT, gdns.check),
 }
-from pdns_jax.samplers import adasir  # pylint: disable=wrong-import-position
-REGISTRY.update(
-    adasir_u=Entry(lambda c, s: adasir.build(c, s, popularity=False), "bpr", adasir.ABOUT_U,
-                   adasir.check),
-    adasir_p=Entry(lambda c, s: adasir.build(c, s, popularity=True), "bpr", adasir.ABOUT_P,
-                   adasir.check))
-from pdns_jax.samplers import adversarial  # pylint: disable=wrong-import-position
-REGISTRY.update(
-    irgan=Entry(adversarial.build_irgan, "bpr", adversarial.IRGAN_ABOUT,
-                adversarial.check_irgan, pretrain=True),
-    advir=Entry(adversarial.build_advir, "bpr", adversarial.ADVIR_ABOUT,
-                adversarial.check_advir, pretrain=True))
-from pdns_jax.samplers import gdns, srns  # pylint: disable=wrong-import-position
-REGISTRY.update(
-    srns=Entry(srns.build, "bpr", srns.ABOUT, srns.check),
-    gdns=Entry(gdns.build, "bpr", gdns.ABOUT, gdns.check))
 SAMPLERS = tuple(REGISTRY)
 
 

@@ -44,8 +44,8 @@ import jax.numpy as jnp
 
 from pdns_jax.config import ConfigError
 from pdns_jax.samplers.base import Negatives, Sampler
-from pdns_jax.samplers.pools import SortedSets, batch_pools, candidate_pool, contains
-from pdns_jax.samplers.pools import _count_at_most  # the same bisection, over CDFs
+from pdns_jax.samplers.pools import (SortedSets, batch_pools, candidate_pool, contains,
+                                     count_at_most)
 
 # Proposal-embedding floats (users x M x F) one refresh chunk may gather: 64 MiB.
 _REFRESH_BUDGET = 1 << 24
@@ -103,7 +103,7 @@ def popularity_proposals(key: jax.Array, *, table: dict,
   block_mass = block_cdf[block] - jnp.where(block > 0, block_cdf[block - 1], 0.0)
   within = jnp.minimum(jax.random.uniform(item_key, (num,)) * block_mass, _below(block_mass))
   steps = math.ceil(math.log2(size + 1)) + 1
-  find = lambda b, t: _count_at_most(item_cdf, b * size, (b + 1) * size, t, steps)
+  find = lambda b, t: count_at_most(item_cdf, b * size, (b + 1) * size, t, steps)
   items = jnp.minimum(jax.vmap(find)(block, within), table["mass"].shape[0] - 1)
   return items.astype(jnp.int32), jnp.log(table["mass"][items]) - jnp.log(total)
 

@@ -69,7 +69,7 @@ def sorted_sets(pairs: np.ndarray, num_users: int,
                     search_steps=steps)
 
 
-def _count_at_most(values: jax.Array, start, end, target, steps: int):
+def count_at_most(values: jax.Array, start, end, target, steps: int):
   """Index of the first k in [start, end) with values[k] > target (sorted values)."""
   def body(_, bounds):
     lo, hi = bounds
@@ -99,14 +99,14 @@ def candidate_pool(key: jax.Array, user: jax.Array, exclude: SortedSets,
   num_free = num_items - (end - start)
   ranks = jnp.floor(jax.random.uniform(key, (pool_size,)) * num_free).astype(jnp.int32)
   ranks = jnp.minimum(ranks, num_free - 1)
-  search = lambda r: _count_at_most(exclude.gaps, start, end, r, exclude.search_steps)
+  search = lambda r: count_at_most(exclude.gaps, start, end, r, exclude.search_steps)
   return ranks + jax.vmap(search)(ranks) - start
 
 
 def contains(sets: SortedSets, user: jax.Array, item: jax.Array) -> jax.Array:
   """Whether `item` is in the user's set (one user, one item)."""
   start, end = sets.indptr[user], sets.indptr[user + 1]
-  at = _count_at_most(sets.items, start, end, item - 1, sets.search_steps)
+  at = count_at_most(sets.items, start, end, item - 1, sets.search_steps)
   return (at < end) & (sets.items[jnp.minimum(at, sets.items.shape[0] - 1)] == item)
 
 
