@@ -28,7 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = "lightgcn"          # mf | lightgcn
   c.num_layers = 3
   c.embed_dim = 64
-  c.propagation = "segment_sum"  # segment_sum | bcoo | bcsr (LightGCN sparse product)
+  # LightGCN's sparse product: auto (ell on CPU, segment_sum elsewhere) | ell
+  # (degree-bucketed padded rows, no scatter) | segment_sum | bcoo | bcsr.
+  c.propagation = "auto"
   # Sampler and loss (PAPER.md 2).
   c.sampler = "pdns"            # rns | dns | pdns | mix | mixgcf (pdns = dns + soft_bpr)
   c.loss = "auto"               # auto (the sampler's own: soft_bpr for pdns, else bpr) | bpr | soft_bpr
@@ -60,6 +62,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_item_chunk = 65536     # items scored at once (running top-K): memory batch x chunk; 0 = all
   # Devices: "" = one device; "data=N" splits each run over N devices (-1: all).
   c.mesh = ""
+  # Several processes (jax.distributed; README "Several processes"): start the
+  # same command once per process, each with its process_id (0 = coordinator,
+  # which listens at coordinator_address, host:port); num_processes 1 = off.
+  # A process whose peer dies ends after about timeout_s seconds (heartbeats);
+  # joining the coordinator waits as long.
+  c.distributed = ml_collections.ConfigDict(dict(
+      coordinator_address="", num_processes=1, process_id=0, timeout_s=60))
   # Many runs in one program: replicas differ in seed (and the swept fields).
   c.num_replicas = 1            # seeds seed, seed+1, ...
   c.replica_sweep = ""          # e.g. "beta=0.05,0.1;l2=0.001,0.01" (crossed with seeds)

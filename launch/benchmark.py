@@ -67,6 +67,7 @@ from pdns_jax import cli
 from pdns_jax import data as data_lib
 from pdns_jax import evaluate as eval_lib
 from pdns_jax import graph as graph_lib
+from pdns_jax import mesh as mesh_lib
 from pdns_jax import models
 from pdns_jax import program as program_lib
 from pdns_jax import samplers
@@ -385,7 +386,9 @@ def scaling_point(config, num_interactions: int, *, models: tuple[str, ...], ste
     _rss_peak_reset()
     row = time_scaling_model(scaling_config(config, num_interactions, model), split,
                              steps=steps, eval_users=eval_users)
-    row.update(interactions=num_interactions, model=model, users=split.num_users,
+    mesh = mesh_lib.make_mesh(config.mesh)
+    row.update(interactions=num_interactions, model=model,
+               devices=1 if mesh is None else mesh.size, users=split.num_users,
                items=split.num_items, train=len(split.train), data_seconds=data_seconds,
                peak_rss_bytes=_rss_peak_bytes())
     print("scaling_row: " + " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
@@ -399,8 +402,11 @@ def fitted_exponent(sizes, seconds) -> float:
   return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
 
 
-def _predicted_peak(rows: list[dict], num_interactions: int) -> tuple[int, str]:
-  """Peak RSS expected at this size: linear from the largest point measured, else the data's."""
+def _predicted_peak(rows: list[dict], num_interactions: int,
+                    devices: int) -> tuple[int, str]:
+  """Peak RSS expected at this size on `devices`: linear from the largest point
+  measured on as many devices, else the data's own estimate."""
+  rows = [r for r in rows if r.get("devices", 1) == devices]
   if rows:
     largest = max(rows, key=lambda r: r["interactions"])
     per = max(r["peak_rss_bytes"] for r in rows if r["interactions"] == largest["interactions"])
@@ -412,12 +418,13 @@ def _predicted_peak(rows: list[dict], num_interactions: int) -> tuple[int, str]:
 
 
 def _scaling_table(rows: list[dict]) -> list[str]:
-  lines = ["| interactions | model | users = items | train pairs | epoch s | "
+  lines = ["| interactions | model | devices | users = items | train pairs | epoch s | "
            "step s | eval s (sample) | users sampled | eval s (all, scaled) | "
-           "peak RSS GiB |", "|" + "---|" * 10]
+           "peak RSS GiB |", "|" + "---|" * 11]
   for r in rows:
     lines.append(
-        f"| {r['interactions']:,} | {r['model']} | {r['users']:,} | {r['train']:,} | "
+        f"| {r['interactions']:,} | {r['model']} | {r.get('devices', 1)} | {r['users']:,} | "
+        f"{r['train']:,} | "
         f"{r['epoch_seconds']:.3g} | {r['step_seconds']:.3g} | {r['eval_seconds']:.3g} | "
         f"{r['eval_users']:,} | {r['eval_all_seconds']:.3g} | "
         f"{r['peak_rss_bytes'] / 2**30:.2f} |")
@@ -435,11 +442,11 @@ def write_scaling(rows: list[dict], exponents: dict, out_dir: str, command: str,
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   for ax, key, title in ((axes[0], "epoch_seconds", "epoch (extrapolated)"),
                          (axes[1], "eval_seconds", f"evaluation ({eval_users} users)")):
-    for model in dict.fromkeys(r["model"] for r in rows):
-      mine = [r for r in rows if r["model"] == model]
+    for group in exponents:
+      mine = [r for r in rows if _group(r) == group]
       sizes = [r["interactions"] for r in mine]
       ax.loglog(sizes, [r[key] for r in mine], "o-",
-                label=f"{model} (exponent {exponents[model][key]:.2f})")
+                label=f"{group} (exponent {exponents[group][key]:.2f})")
     ax.set_xlabel("interactions")
     ax.set_ylabel("seconds")
     ax.set_title(title)
@@ -463,8 +470,8 @@ def write_scaling(rows: list[dict], exponents: dict, out_dir: str, command: str,
           "process (reset before each model), so it includes the data.", "",
           *_scaling_table(rows), "",
           "Fitted exponents (seconds ∝ interactions^e):", ""]
-  for model, fits in exponents.items():
-    text.append(f"- {model}: epoch {fits['epoch_seconds']:.2f}, step "
+  for group, fits in exponents.items():
+    text.append(f"- {group}: epoch {fits['epoch_seconds']:.2f}, step "
                 f"{fits['step_seconds']:.2f}, evaluation {fits['eval_seconds']:.2f}")
   text += ["", "An epoch has steps in proportion to the interactions and every step "
            "touches whole tables (Adam's dense update of both embedding tables; "
@@ -472,6 +479,46 @@ def write_scaling(rows: list[dict], exponents: dict, out_dir: str, command: str,
            "the square: the step exponent is the per-step cost."]
   text += ["", *[f"- {n}" for n in notes]] if notes else []
   (out / "scaling.md").write_text("\n".join(text) + "\n")
+
+
+def _scaling_run(size: int, devices: int, *, models: tuple[str, ...], steps: int,
+                 eval_users: int, timeout: int) -> tuple[list[dict], str]:
+  """One size on `devices` (forced host) devices in its own process.
+
+  Returns:
+    (its rows, "") or ([], why it was skipped).
+  """
+  argv = [sys.executable, os.path.abspath(__file__), f"--scaling_point={size}",
+          f"--scaling_models={','.join(models)}", f"--scaling_steps={steps}",
+          f"--scaling_eval_users={eval_users}"] + [
+              a for a in sys.argv[1:] if a.startswith("--config")]
+  env = dict(os.environ)
+  if devices > 1:
+    argv.append(f"--config.mesh=data={devices}")
+    if jax.default_backend() == "cpu":
+      env["XLA_FLAGS"] = " ".join(
+          [env.get("XLA_FLAGS", ""), f"--xla_force_host_platform_device_count={devices}"])
+  where = f"{size:,} interactions on {devices} device(s)"
+  try:
+    done = subprocess.run(argv, text=True, capture_output=True, timeout=timeout, env=env,
+                          check=False)
+  except subprocess.TimeoutExpired:
+    return [], f"skipped {where}: ran past {timeout} s"
+  found = re.findall(r"^scaling_row: (.*)$", done.stdout, re.M)
+  if done.returncode != 0 or not found:
+    return [], (f"skipped {where}: exit status {done.returncode}: "
+                f"{done.stderr.strip().splitlines()[-1:] or ''}")
+  rows = []
+  for line in found:
+    row = {}
+    for pair in line.split():
+      key, value = pair.split("=", 1)
+      row[key] = value if key == "model" else float(value)
+    for key in ("interactions", "devices", "users", "items", "train", "eval_users",
+                "peak_rss_bytes"):
+      row[key] = int(row[key])
+    rows.append(row)
+  return rows, ""
 
 
 def scaling(config, sizes: list[int], *, models: tuple[str, ...], steps: int,
@@ -482,73 +529,61 @@ def scaling(config, sizes: list[int], *, models: tuple[str, ...], steps: int,
   A size whose predicted peak exceeds the memory available now, or whose
   process fails or runs past `point_timeout`, is skipped with its reason printed.
   """
-  notes = []
-  if devices != [1]:
-    note = (f"devices {','.join(map(str, devices))}: per-device-count points are not "
-            "wired into --scaling yet (train with --config.mesh=data=N); measured on 1 "
-            "device only")
-    _print("devices_scaling", note)
-    notes.append(note)
-  rows = []
+  notes, rows, stopped = [], [], set()
   for size in sizes:
-    predicted, how = _predicted_peak(rows, size)
-    available = synthetic.available_memory()
-    if available and predicted > available:
-      reason = (f"skipped {size:,} interactions: predicted peak {predicted / 2**30:.1f} GiB "
-                f"({how}) > {available / 2**30:.1f} GiB available")
-      _print("scaling_skip", reason)
-      notes.append(reason)
-      continue
-    argv = [sys.executable, os.path.abspath(__file__), f"--scaling_point={size}",
-            f"--scaling_models={','.join(models)}", f"--scaling_steps={steps}",
-            f"--scaling_eval_users={eval_users}"] + [
-                a for a in sys.argv[1:] if a.startswith("--config")]
-    try:
-      done = subprocess.run(argv, text=True, capture_output=True, timeout=point_timeout,
-                            check=False)
-    except subprocess.TimeoutExpired:
-      reason = f"skipped {size:,} interactions: ran past {point_timeout} s"
-      _print("scaling_skip", reason)
-      notes.append(reason)
-      break  # larger sizes take longer still
-    found = re.findall(r"^scaling_row: (.*)$", done.stdout, re.M)
-    if done.returncode != 0 or not found:
-      reason = (f"skipped {size:,} interactions: exit status {done.returncode}: "
-                f"{done.stderr.strip().splitlines()[-1:] or ''}")
-      _print("scaling_skip", reason)
-      notes.append(reason)
-      continue
-    for line in found:
-      row = {}
-      for pair in line.split():
-        key, value = pair.split("=", 1)
-        row[key] = value if key == "model" else float(value)
-      for key in ("interactions", "users", "items", "train", "eval_users", "peak_rss_bytes"):
-        row[key] = int(row[key])
-      rows.append(row)
-      _print("scaling_point", f"{size} {row['model']} epoch_seconds={row['epoch_seconds']:.4g} "
-             f"eval_seconds={row['eval_seconds']:.4g} "
-             f"peak_rss_gib={row['peak_rss_bytes'] / 2**30:.3g}")
+    for count in devices:
+      if count in stopped:
+        continue
+      predicted, how = _predicted_peak(rows, size, count)
+      available = synthetic.available_memory()
+      if available and predicted > available:
+        reason = (f"skipped {size:,} interactions on {count} device(s): predicted peak "
+                  f"{predicted / 2**30:.1f} GiB ({how}) > {available / 2**30:.1f} GiB "
+                  "available")
+        _print("scaling_skip", reason)
+        notes.append(reason)
+        continue
+      found, reason = _scaling_run(size, count, models=models, steps=steps,
+                                   eval_users=eval_users, timeout=point_timeout)
+      if reason:
+        _print("scaling_skip", reason)
+        notes.append(reason)
+        if "ran past" in reason:
+          stopped.add(count)  # larger sizes take longer still
+        continue
+      for row in found:
+        rows.append(row)
+        _print("scaling_point", f"{size} {row['model']} devices={row['devices']} "
+               f"epoch_seconds={row['epoch_seconds']:.4g} "
+               f"eval_seconds={row['eval_seconds']:.4g} "
+               f"peak_rss_gib={row['peak_rss_bytes'] / 2**30:.3g}")
     if rows:  # written after every size, so a later one that is stopped loses nothing
       write_scaling(rows, _exponents(rows), out_dir, command, notes, steps, eval_users)
   if not rows:
     raise data_lib.DataError("--scaling: no size could be measured")
   for line in _scaling_table(rows):
     print(line)
-  for model, fits in _exponents(rows).items():
-    _print(f"scaling_exponent_{model}_epoch", fits["epoch_seconds"])
-    _print(f"scaling_exponent_{model}_step", fits["step_seconds"])
-    _print(f"scaling_exponent_{model}_eval", fits["eval_seconds"])
+  for group, fits in _exponents(rows).items():
+    name = group.replace(" devices", "").replace(" ", "_")
+    _print(f"scaling_exponent_{name}_epoch", fits["epoch_seconds"])
+    _print(f"scaling_exponent_{name}_step", fits["step_seconds"])
+    _print(f"scaling_exponent_{name}_eval", fits["eval_seconds"])
   write_scaling(rows, _exponents(rows), out_dir, command, notes, steps, eval_users)
   _print("scaling_results", f"{out_dir}/scaling.md, {out_dir}/scaling.png")
 
 
+def _group(row: dict) -> str:
+  """The curve a row belongs to: its model, and its device count when over one."""
+  devices = row.get("devices", 1)
+  return row["model"] if devices == 1 else f"{row['model']} x{devices} devices"
+
+
 def _exponents(rows: list[dict]) -> dict:
-  """{model: {"epoch_seconds": e, "eval_seconds": e}} fitted over the sizes measured."""
+  """{curve: {"epoch_seconds": e, ...}} fitted over the sizes measured (see `_group`)."""
   exponents = {}
-  for model in dict.fromkeys(r["model"] for r in rows):
-    mine = [r for r in rows if r["model"] == model]
-    exponents[model] = {key: fitted_exponent([r["interactions"] for r in mine],
+  for group in dict.fromkeys(map(_group, rows)):
+    mine = [r for r in rows if _group(r) == group]
+    exponents[group] = {key: fitted_exponent([r["interactions"] for r in mine],
                                              [r[key] for r in mine])
                         for key in ("epoch_seconds", "step_seconds", "eval_seconds")}
   return exponents
@@ -628,6 +663,17 @@ def benchmark(config, split: data_lib.Split, *, epochs: int, warmup: int,
       _print(f"propagation_{method}_seconds", value)
 
 
+def _timed_cpu(fn: Callable, *args) -> tuple[Any, float, float]:
+  """(fn(*args), wall seconds, CPU seconds of this process), waiting for the outputs.
+
+  CPU seconds count the work of every XLA thread, so on a shared machine they
+  move less with other processes' load than wall seconds do.
+  """
+  start, cpu = time.perf_counter(), time.process_time()
+  out = jax.block_until_ready(fn(*args))
+  return out, time.perf_counter() - start, time.process_time() - cpu
+
+
 def sampler_table(config, split: data_lib.Split, names, *, epochs: int,
                   warmup: int) -> list[dict]:
   """Each sampler's epoch seconds (and per-epoch refresh) on the same data, one table.
@@ -636,11 +682,25 @@ def sampler_table(config, split: data_lib.Split, names, *, epochs: int,
   off: its RNS epochs would time RNS). The sampler's own memory is its state
   (all replicas); peak memory is this process's VmHWM, reset before each
   sampler where Linux allows, so it includes the data and what earlier
-  samplers' compiled programs still hold.
+  samplers' compiled programs still hold. Columns: an epoch's wall seconds
+  (median) and ratio to DNS's, the refresh's wall seconds, the state's MB,
+  the peak RSS, then the epoch's process-CPU seconds and their ratio to DNS's
+  (steadier than wall time on a shared machine) and refresh / epoch seconds.
+
+  Seen on the shared 2-core CPU (load 8-14, so wall ratios swing; CPU-time
+  ratio to DNS): ml100k MF H 32: rns 0.33, pdns/mix 1.05, adasir_u/p
+  0.65/0.72, gdns 1.04, srns 2.87, advir 5.4, irgan 9.2 (before this table's
+  speed work: srns 2.98, advir 7.8, irgan 12.0). IRGAN/AdvIR pay B x I per
+  step for G's softmax over all items; SRNS scores S1 + S2 = 72 items per
+  example against DNS's 32. Gowalla MF H 64 (1 epoch): CPU ratio srns 2.09,
+  gdns 1.10, adasir_u/p 0.39/0.45; refresh / epoch (wall) srns 0.78, gdns
+  0.24, adasir_u/p 0.19/0.21; state srns 2051 MB, gdns 342 MB, adasir 11 MB.
+  ml100k LightGCN: mixgcf 2.0-2.1 (3.4 before; it scores H candidates on
+  every layer).
 
   Returns:
-    One row per sampler: sampler, epoch_seconds, vs_dns, refresh_seconds,
-    state_bytes, peak_rss_bytes.
+    One row per sampler: sampler, epoch_seconds, epoch_cpu_seconds, vs_dns,
+    vs_dns_cpu, refresh_seconds, refresh_vs_epoch, state_bytes, peak_rss_bytes.
   """
   rows = []
   for name in names:
@@ -652,27 +712,33 @@ def sampler_table(config, split: data_lib.Split, names, *, epochs: int,
     state, data = program.init_state(), program.train_data()
     hparams, graph = program.hparams, program.graph
     refresh = program.refresh_fn or (lambda state, data, graph: state)
-    epoch_times, refresh_times = [], []
+    epoch_times, cpu_times, refresh_times = [], [], []
     for i in range(warmup + epochs):
-      state, refreshed = _timed(refresh, state, data, graph)
-      (state, _), elapsed = _timed(program.epoch_fn, state, hparams, data, graph)
+      state, refreshed, _ = _timed_cpu(refresh, state, data, graph)
+      (state, _), elapsed, cpu = _timed_cpu(program.epoch_fn, state, hparams, data, graph)
       if i >= warmup:
         epoch_times.append(elapsed)
+        cpu_times.append(cpu)
         refresh_times.append(refreshed)
     state_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(state.sampler_state))
-    rows.append({"sampler": name, "epoch_seconds": float(np.median(epoch_times)),
-                 "state_bytes": int(state_bytes),
-                 "refresh_seconds": float(np.median(refresh_times))
-                 if program.refresh_fn else 0.0, "peak_rss_bytes": _rss_peak_bytes()})
+    row = {"sampler": name, "epoch_seconds": float(np.median(epoch_times)),
+           "epoch_cpu_seconds": float(np.median(cpu_times)), "state_bytes": int(state_bytes),
+           "refresh_seconds": float(np.median(refresh_times)) if program.refresh_fn else 0.0,
+           "peak_rss_bytes": _rss_peak_bytes()}
+    row["refresh_vs_epoch"] = row["refresh_seconds"] / row["epoch_seconds"]
+    rows.append(row)
     del program, state
-  dns = next((r["epoch_seconds"] for r in rows if r["sampler"] == "dns"), None)
+  dns = next((r for r in rows if r["sampler"] == "dns"), None)
   print(f"{'sampler':<10} {'epoch s':>9} {'vs dns':>7} {'refresh s':>10} {'state MB':>9} "
-        f"{'peak RSS MB':>12}")
+        f"{'peak RSS MB':>12} {'cpu s':>8} {'cpu vs dns':>10} {'refresh/epoch':>13}")
   for row in rows:
-    row["vs_dns"] = row["epoch_seconds"] / dns if dns else float("nan")
+    row["vs_dns"] = row["epoch_seconds"] / dns["epoch_seconds"] if dns else float("nan")
+    row["vs_dns_cpu"] = (row["epoch_cpu_seconds"] / dns["epoch_cpu_seconds"] if dns
+                         else float("nan"))
     print(f"{row['sampler']:<10} {row['epoch_seconds']:>9.3f} {row['vs_dns']:>7.2f} "
           f"{row['refresh_seconds']:>10.3f} {row['state_bytes'] / 2**20:>9.1f} "
-          f"{row['peak_rss_bytes'] / 2**20:>12.0f}")
+          f"{row['peak_rss_bytes'] / 2**20:>12.0f} {row['epoch_cpu_seconds']:>8.3f} "
+          f"{row['vs_dns_cpu']:>10.2f} {row['refresh_vs_epoch']:>13.2f}")
     _print(f"sampler_{row['sampler']}_epoch_seconds", row["epoch_seconds"])
   return rows
 
@@ -730,7 +796,8 @@ def main():
       "samplers", [], "Time each of these samplers ('all': every registered one) on the "
       "same data in one run, as a table with the ratio to DNS.")
   devices = flags.DEFINE_list(
-      "devices", ["1"], "Device counts for --scaling; only 1 is measured so far.")
+      "devices", ["1"], "Device counts for --scaling: each size is measured on each "
+      "count (CPU: forced host devices, --config.mesh=data=N).")
   flags.mark_flags_as_required(["config"])
 
   def body():

@@ -8,6 +8,10 @@ state's array shapes and a sha256 of its bytes. Restoring verifies that
 digest; a step that orbax cannot read or whose bytes changed (a truncated
 file, a deleted manifest, a flipped byte) is skipped for the next older one,
 so one damaged file never makes a workdir unusable.
+
+With several processes (`distributed.py`) every process takes part in each
+save and restore: orbax writes each process's shards of the arrays into the
+one shared folder and the JSON from process 0, with barriers in between.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from absl import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from pdns_jax import distributed
 
 
 class ShapeMismatch(ValueError):
@@ -34,9 +40,9 @@ def _shapes(state) -> list:
 
 
 def digest(state) -> str:
-  """sha256 over every leaf's shape, dtype and bytes (host copy)."""
+  """sha256 over every leaf's shape, dtype and bytes (host copy, gathered from every process)."""
   h = hashlib.sha256()
-  for leaf in jax.tree_util.tree_leaves(jax.device_get(state)):
+  for leaf in jax.tree_util.tree_leaves(distributed.to_host(state)):
     leaf = np.ascontiguousarray(leaf)
     h.update(f"{leaf.shape}{leaf.dtype}".encode())
     h.update(leaf.tobytes())

@@ -15,14 +15,24 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from absl import flags
 from ml_collections.config_flags import config_path
 from ml_collections.config_flags import tuple_parser
 
-# Fields a replica may vary; everything else is shared by all replicas.
-REPLICA_FIELDS = ("seed", "beta", "alpha", "l2", "learning_rate")
+# Fields a replica may vary; everything else is shared by all replicas. The
+# dotted ones are the samplers' float knobs that a step or refresh reads as a
+# traced scalar (`samplers.base.knob`); integer and shape knobs (srns.memory,
+# adasir.proposals, ...) fix array shapes or loop counts and cannot vary.
+REPLICA_FIELDS = ("seed", "beta", "alpha", "l2", "learning_rate",
+                  "srns.alpha", "srns.tau", "gdns.decay", "gdns.gamma",
+                  "irgan.temperature", "irgan.learning_rate", "irgan.l2",
+                  "advir.eps", "advir.adv_weight")
+# The replica fields the step reads from its per-replica `hparams` (the seed
+# and learning rate live in the train state).
+HPARAM_FIELDS = tuple(f for f in REPLICA_FIELDS if f not in ("seed", "learning_rate"))
+_BASE_FIELDS = REPLICA_FIELDS[:5]
 # How ml_collections' config_flags parses `--config.field=text`, by the field's
 # type; grid values (also text) are parsed the same way, so a value means the
 # same on the command line and in a grid.
@@ -58,11 +68,18 @@ def parse_axes(text: str, *, what: str) -> list[tuple[str, list[str]]]:
   return axes
 
 
-def replica_settings(config) -> list[dict]:
+def replica_settings(config, check: Callable[[Any], None] | None = None) -> list[dict]:
   """Expands num_replicas (seeds) x replica_sweep into one dict per replica.
 
   The order is the trainer's: sweep values outer (first axis slowest), seeds
-  inner, so replica r has seed config.seed + r % num_replicas.
+  inner, so replica r has seed config.seed + r % num_replicas. Each dict holds
+  seed, beta, alpha, l2, learning_rate and the swept sampler knobs ("srns.alpha").
+
+  Args:
+    config: the run's config.
+    check: optional; called with the config as each replica's swept sampler
+      knobs set (the samplers' own checks), raising `ConfigError` for an
+      impossible value.
 
   Raises:
     ConfigError: a swept field that a replica cannot vary, a non-numeric or
@@ -71,14 +88,13 @@ def replica_settings(config) -> list[dict]:
   axes = {}
   for name, values in parse_axes(config.replica_sweep, what="config.replica_sweep"):
     if name not in REPLICA_FIELDS[1:]:
-      raise ConfigError(f"config.replica_sweep: {name!r} cannot vary between replicas; "
-                        f"use one of {REPLICA_FIELDS[1:]} (seeds: config.num_replicas)")
+      raise ConfigError(_not_a_replica_field(config, name))
     try:
       axes[name] = [float(v) for v in values]
     except ValueError:
       raise ConfigError(f"config.replica_sweep: {name}={','.join(values)} has a "
                         "non-numeric value") from None
-  base = {name: config[name] for name in REPLICA_FIELDS}
+  base = {name: config[name] for name in _BASE_FIELDS}
   settings = []
   for combo in itertools.product(*axes.values()):
     for r in range(config.num_replicas):
@@ -88,7 +104,34 @@ def replica_settings(config) -> list[dict]:
   for s in settings:
     if s["beta"] <= 0 or not 0 <= s["alpha"] <= 1 or s["l2"] < 0 or s["learning_rate"] <= 0:
       raise ConfigError(f"config.replica_sweep: impossible value in {s}")
+  knobs = [name for name in axes if "." in name]
+  if check is not None and knobs:
+    for combo in itertools.product(*(axes[name] for name in knobs)):
+      try:
+        check(with_overrides(config, zip(knobs, combo)))
+      except ConfigError as e:
+        raise ConfigError(f"config.replica_sweep: {e}") from None
   return settings
+
+
+def _not_a_replica_field(config, name: str) -> str:
+  """Why `name` cannot be a replica_sweep axis, naming it."""
+  allowed = f"use one of {REPLICA_FIELDS[1:]} (seeds: config.num_replicas)"
+  try:
+    kind = config_path.get_type(name, config)
+  except (AttributeError, KeyError):
+    return f"config.replica_sweep: {name!r} is no config field; {allowed}"
+  if kind is float:
+    return (f"config.replica_sweep: {name!r} cannot vary between replicas (no step or "
+            f"refresh reads it per replica); {allowed}")
+  return (f"config.replica_sweep: {name!r} ({kind.__name__}) cannot vary between replicas: "
+          "it fixes shapes or loop counts, which every replica shares; vary it between "
+          f"runs (launch/sweep.py --grid), or {allowed}")
+
+
+def replica_value(config, setting: dict, name: str) -> float:
+  """A replica's value of a replica field: swept (in `setting`) or the config's."""
+  return setting[name] if name in setting else config_path.get_value(name, config)
 
 
 def field_value(config, field: str, value: Any) -> Any:

@@ -1,9 +1,10 @@
 """Command line: python -m pdns_jax.main --config=configs/synthetic.py --workdir=/tmp/run
 
 Any config field can be overridden, e.g. --config.beta=0.1 --config.model=mf.
-Re-running the same command on the same workdir resumes from its latest
-checkpoint (a changed config is refused unless listed in
---config.resume_changes). A mistake a user can make ends with one `error:`
+With --config.distributed.num_processes=N, run the command once per process
+(README "Several processes"). Re-running the same command on the same workdir
+resumes from its latest checkpoint (a changed config is refused unless listed
+in --config.resume_changes). A mistake a user can make ends with one `error:`
 line naming the flag, field or file, and exit status 2.
 """
 
@@ -15,6 +16,7 @@ import jax
 from ml_collections import config_flags
 
 from pdns_jax import cli
+from pdns_jax import distributed
 from pdns_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -39,9 +41,10 @@ def main():
   for handler in (logging.get_absl_handler(), *std_logging.getLogger().handlers):
     handler.addFilter(_QuietLibraries())
   std_logging.getLogger("jax._src.xla_bridge").addFilter(_QuietLibraries())
+  distributed.initialize(_CONFIG.value)  # several processes: before JAX picks its devices
   logging.info("JAX backend %s, devices %s", jax.default_backend(), jax.devices())
   summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  replicas = summary["replicas"]
+  replicas = summary["replicas"] if distributed.is_primary() else []
   for replica in replicas:
     label = f"{replica['hparams']}: " if len(replicas) > 1 else ""
     print(f"final {label}(test at the best validation epoch)",

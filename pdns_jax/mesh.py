@@ -7,7 +7,9 @@ examples, and XLA inserts the collectives (the all-gathers of the sparse
 product's input, the reductions of the gradients). The random draws do not
 depend on the split (JAX's partitionable threefry), so 1, 2 or 8 devices
 train the same run up to the order of float sums. The default "" is one
-device, with today's programs unchanged.
+device, with today's programs unchanged. With several processes
+(`distributed.py`) `jax.devices()` lists every process's devices and the mesh
+spans them all.
 """
 
 from __future__ import annotations
@@ -16,14 +18,24 @@ import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
+from pdns_jax import graph as graph_lib
 from pdns_jax.config import ConfigError
 
 AXIS = "data"
 
 
 def make_mesh(text: str) -> Mesh | None:
-  """The mesh `config.mesh` names, or None for "" (one device, no sharding)."""
+  """The mesh `config.mesh` names, or None for "" (one device, no sharding).
+
+  With several processes (`config.distributed`) the mesh must span every
+  process's devices, or some process would hold no part of the run.
+  """
+  # Asking for the process count starts JAX's backend: only where it joined others.
+  processes = jax.process_count() if jax.distributed.is_initialized() else 1
   if not text:
+    if processes > 1:
+      raise ConfigError(f"config.mesh: {processes} processes need a mesh over all their "
+                        f"devices; use --config.mesh=data=-1 (got {text!r})")
     return None
   name, eq, size = text.partition("=")
   if name.strip() != AXIS or not eq:
@@ -38,6 +50,9 @@ def make_mesh(text: str) -> Mesh | None:
   if not 1 <= size <= len(devices):
     raise ConfigError(f"config.mesh: data={size} needs {size} devices, but this process "
                       f"sees {len(devices)} ({jax.default_backend()}); use data=-1 for all")
+  if processes > 1 and size != len(devices):
+    raise ConfigError(f"config.mesh: data={size} leaves out devices of the {processes} "
+                      f"processes, which have {len(devices)} together; use data=-1 (all)")
   return Mesh(np.array(devices[:size]), (AXIS,))
 
 
@@ -62,6 +77,32 @@ def state_shardings(mesh: Mesh, state):
 
 def replicated(mesh: Mesh, tree):
   return jax.tree_util.tree_map(lambda _: NamedSharding(mesh, P()), tree)
+
+
+def put_replicated(mesh: Mesh | None, tree):
+  """Places host or one-device arrays whole on every device of the mesh, once.
+
+  The run's read-only inputs (training pairs, exclusion sets, graph,
+  evaluation sets): a jitted call would otherwise copy them to every device
+  on each call, and with several processes each process contributes its own
+  copy of the same values. None: the tree as it is.
+  """
+  if mesh is None:
+    return tree
+  return jax.device_put(tree, replicated(mesh, tree))
+
+
+def graph_blocks(mesh: Mesh, adjacency, num_users: int, num_items: int) -> dict:
+  """LightGCN's adjacency for a mesh run: edges split by destination row block.
+
+  Device d holds the edges into its rows of the padded node order and
+  computes those rows of each layer (`graph.propagate_blocks`); the layer
+  input is all-gathered by XLA. Any `config.propagation` gives this product
+  on a mesh: repeating the whole product on every device would make each
+  device do the work of all.
+  """
+  blocks = graph_lib.row_blocks(adjacency, num_users, num_items, mesh.size)
+  return {"blocks": jax.device_put(blocks, NamedSharding(mesh, P(AXIS)))}
 
 
 def split_examples(mesh: Mesh | None, batch):

@@ -12,6 +12,19 @@ from pdns_jax import graph as graph_lib
 MODELS = ("mf", "lightgcn")
 
 
+def layer_mean(layers: jax.Array) -> jax.Array:
+  """(hops, N, F) -> (N, F), the mean over hops as elementwise adds.
+
+  XLA on CPU runs a reduce over the leading axis as a separate (YNNPACK)
+  kernel that took 11 ms per ml-100k step for a 4 x 1682 x 64 array; the
+  unrolled sum fuses with its neighbours.
+  """
+  total = layers[0]
+  for hop in range(1, layers.shape[0]):
+    total = total + layers[hop]
+  return total / layers.shape[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
   """A recommender: `init(key) -> params`, `layers(params, graph) -> per-layer embeddings`.
@@ -24,7 +37,7 @@ class Model:
   num_items: int
   embed_dim: int
   num_layers: int = 3
-  propagation: str = "segment_sum"
+  propagation: str = "auto"  # graph.PROPAGATIONS; auto: the fastest on the backend
   init_scale: float = 0.1
   # Tables get zero rows appended up to a multiple of this, so that they split
   # evenly over a device mesh by rows. The extra rows are never looked up, get
@@ -49,15 +62,24 @@ class Model:
     users, items = params["user"][:self.num_users], params["item"][:self.num_items]
     if self.kind == "mf":
       return users[None], items[None]
-    layer = jnp.concatenate([users, items], axis=0)
-    stack = [layer]
-    for _ in range(self.num_layers):
-      layer = graph_lib.propagate(graph, layer, self.propagation)
-      stack.append(layer)
-    stack = jnp.stack(stack)
-    return stack[:, :self.num_users], stack[:, self.num_users:]
+    if "blocks" in graph:  # a mesh run: padded tables, each device its rows
+      layer = jnp.concatenate([params["user"], params["item"]], axis=0)
+      product = lambda layer: graph_lib.propagate_blocks(graph["blocks"], layer)
+      first_item = params["user"].shape[0]
+    else:
+      layer = jnp.concatenate([users, items], axis=0)
+      product = lambda layer: graph_lib.propagate(graph, layer, self.propagation)
+      first_item = self.num_users
+    def hop(layer, _):
+      layer = product(layer)
+      return layer, layer
+    # A scan, so the product (and its backward) is compiled once, not per layer.
+    _, hops = jax.lax.scan(hop, layer, length=self.num_layers)
+    stack = jnp.concatenate([layer[None], hops])
+    return (stack[:, :self.num_users],
+            stack[:, first_item:first_item + self.num_items])
 
   def embed(self, params: dict, graph) -> tuple[jax.Array, jax.Array]:
     """Final embeddings: the mean over layers E^(0..L) (just E^(0) for MF)."""
     users, items = self.layers(params, graph)
-    return users.mean(axis=0), items.mean(axis=0)
+    return layer_mean(users), layer_mean(items)

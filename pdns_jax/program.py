@@ -79,7 +79,11 @@ def check_config(config) -> None:
   need(config.reveal_fraction == 0 or config.split == "fn", "reveal_fraction",
        "revealing false negatives needs config.split='fn'")
   need(config.reveal_every >= 1, "reveal_every", "must be >= 1")
-  settings = config_lib.replica_settings(config)
+  # Swept sampler knobs ("srns.alpha=0,1") pass their sampler's own checks.
+  swept = {name.split(".")[0] for name, _ in config_lib.parse_axes(
+      config.replica_sweep, what="config.replica_sweep") if "." in name}
+  settings = config_lib.replica_settings(
+      config, check=lambda c: [samplers.REGISTRY[block].check(c) for block in sorted(swept)])
   need(not (config.reveal_fraction > 0 and config.reveal_start < 0 and len(settings) > 1),
        "reveal_start", "set an explicit epoch when training several replicas (the "
        "automatic start follows one run's validation peak, and replicas share the "
@@ -181,10 +185,10 @@ class Program:
 
   config: Any
   split: data_lib.Split
-  settings: list[dict]  # per replica: seed, beta, alpha, l2, learning_rate
+  settings: list[dict]  # per replica: seed, beta, alpha, l2, learning_rate, swept knobs
   spec: step_lib.Spec
   graph: Any
-  hparams: dict  # per replica float settings, each (replicas,)
+  hparams: dict  # config.HPARAM_FIELDS per replica, each (replicas,)
   valid_set: eval_lib.EvalSet
   test_set: eval_lib.EvalSet
   reveals: simulation.RevealSchedule
@@ -249,10 +253,10 @@ class Program:
   def _stage_independent(self) -> samplers_base.TrainData:
     """The parts of TrainData no reveal changes, built once (exclude: stage 0)."""
     split = self.split
-    return samplers_base.TrainData(
+    return mesh_lib.put_replicated(self.spec.mesh, samplers_base.TrainData(
         users=jnp.asarray(split.train[:, 0]), items=jnp.asarray(split.train[:, 1]),
         exclude=self._exclusion(0),
-        false_negatives=pools.sorted_sets(split.fn, split.num_users))
+        false_negatives=pools.sorted_sets(split.fn, split.num_users)))
 
   def _exclusion(self, stage: int) -> pools.SortedSets:
     split, reveals = self.split, self.reveals
@@ -263,7 +267,8 @@ class Program:
   def train_data(self, stage: int = 0) -> samplers_base.TrainData:
     """Training arrays with `stage` 20% subsets of the FN set excluded from sampling."""
     data = self._stage_independent
-    return data if stage == 0 else data.replace(exclude=self._exclusion(stage))
+    return data if stage == 0 else data.replace(
+        exclude=mesh_lib.put_replicated(self.spec.mesh, self._exclusion(stage)))
 
 
 def build_program(config, split: data_lib.Split | None = None) -> Program:
@@ -286,8 +291,11 @@ def build_program(config, split: data_lib.Split | None = None) -> Program:
                        num_items=split.num_items, embed_dim=config.embed_dim,
                        num_layers=config.num_layers, propagation=config.propagation,
                        row_multiple=mesh_lib.row_multiple(mesh))
-  graph = (graph_lib.device_graph(graph_lib.normalized_adjacency(
-      split.train, split.num_users, split.num_items)) if config.model == "lightgcn" else None)
+  graph = None
+  if config.model == "lightgcn":
+    adjacency = graph_lib.normalized_adjacency(split.train, split.num_users, split.num_items)
+    graph = (graph_lib.device_graph(adjacency) if mesh is None else
+             mesh_lib.graph_blocks(mesh, adjacency, split.num_users, split.num_items))
   sampler = samplers.build(config, split)
   spec = step_lib.Spec(model=model, sampler=sampler, loss=samplers.loss_name(config),
                        batch_size=batch_size, num_train=len(split.train),
@@ -306,17 +314,27 @@ def build_program(config, split: data_lib.Split | None = None) -> Program:
   pretrain = samplers.REGISTRY[config.sampler].pretrain and config.pretrain_epochs > 0
   pretrain_spec = dataclasses.replace(spec, sampler=samplers.REGISTRY["rns"].build(config, split),
                                       loss="bpr")
-  refresh_fn = (jax.jit(jax.vmap(functools.partial(step_lib.refresh_sampler, spec=spec),
-                                 in_axes=(0, None, None)), donate_argnums=0)
-                if sampler.has_refresh else None)
+  # Per replica float settings, each (replicas,): beta, alpha, l2 and the
+  # samplers' knobs (config.HPARAM_FIELDS), swept or as configured.
+  hparams = {name: jnp.asarray([config_lib.replica_value(config, s, name) for s in settings],
+                               jnp.float32) for name in config_lib.HPARAM_FIELDS}
+  refresh_fn = None
+  if sampler.has_refresh:
+    refresh = jax.jit(jax.vmap(
+        lambda state, hp, data, graph: step_lib.refresh_sampler(state, data, graph, spec=spec,
+                                                                hparams=hp),
+        in_axes=(0, 0, None, None)), donate_argnums=0)
+    refresh_fn = lambda state, data, graph: refresh(state, hparams, data, graph)
   return Program(
-      config=config, split=split, settings=settings, spec=spec, graph=graph,
-      hparams={name: jnp.asarray([s[name] for s in settings], jnp.float32)
-               for name in ("beta", "alpha", "l2")},
-      valid_set=eval_lib.eval_set(targets=split.valid, excluded=[split.train],
-                                  num_users=split.num_users, batch_size=eval_batch),
-      test_set=eval_lib.eval_set(targets=split.test, excluded=[split.train, split.valid],
-                                 num_users=split.num_users, batch_size=eval_batch),
+      config=config, split=split, settings=settings, spec=spec,
+      graph=graph,
+      hparams=hparams,
+      valid_set=mesh_lib.put_replicated(mesh, eval_lib.eval_set(
+          targets=split.valid, excluded=[split.train], num_users=split.num_users,
+          batch_size=eval_batch)),
+      test_set=mesh_lib.put_replicated(mesh, eval_lib.eval_set(
+          targets=split.test, excluded=[split.train, split.valid],
+          num_users=split.num_users, batch_size=eval_batch)),
       reveals=simulation.RevealSchedule.from_config(config, split.fn), topk=topk,
       epoch_fn=compile_epoch(spec),
       pretrain_fn=compile_epoch(pretrain_spec) if pretrain else None,

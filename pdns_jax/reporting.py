@@ -40,20 +40,29 @@ class Reporter:
   """Writes a run's evaluation lines to metrics.jsonl, TensorBoard and the console."""
 
   def __init__(self, workdir: pathlib.Path, *, last_epoch: int, tensorboard: bool,
-               progress_bar=None, replicas: int = 1):
-    """Opens the outputs; drops metrics lines after `last_epoch` (they are redone)."""
+               progress_bar=None, replicas: int = 1, writes: bool = True):
+    """Opens the outputs; drops metrics lines after `last_epoch` (they are redone).
+
+    With writes=False (the processes of a multi-process run other than
+    process 0) nothing is written or shown.
+    """
     self.path = workdir / "metrics.jsonl"
-    keep = [l for l in read_jsonl(self.path) if l.get("epoch", 0) <= last_epoch]
-    atomic_write(self.path, lambda f: f.write("".join(json.dumps(l) + "\n"
-                                                      for l in keep).encode()))
+    self.writes = writes
     self.bar = progress_bar
     self.replicas = replicas
     self.writer = None
+    if not writes:
+      return
+    keep = [l for l in read_jsonl(self.path) if l.get("epoch", 0) <= last_epoch]
+    atomic_write(self.path, lambda f: f.write("".join(json.dumps(l) + "\n"
+                                                      for l in keep).encode()))
     if tensorboard:
       import tensorboardX  # pylint: disable=g-import-not-at-top
       self.writer = tensorboardX.SummaryWriter(str(workdir / "tensorboard"))
 
   def _append(self, lines: list[dict]) -> None:
+    if not self.writes:
+      return
     with open(self.path, "a") as f:
       f.write("".join(json.dumps(l) + "\n" for l in lines))
       f.flush()
@@ -66,7 +75,7 @@ class Reporter:
   def record(self, lines: list[dict]) -> None:
     """Appends one evaluation's lines (one per replica) and shows them."""
     self._append(lines)
-    for line in lines:
+    for line in lines if self.writes else ():
       self._scalars(line)
       self._console(line)
 

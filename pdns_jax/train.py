@@ -24,6 +24,7 @@ import tqdm
 
 from configs import default as default_config
 from pdns_jax import checkpoints as checkpoints_lib
+from pdns_jax import distributed
 from pdns_jax import program as program_lib
 from pdns_jax import reporting
 from pdns_jax import simulation
@@ -98,20 +99,37 @@ def _restore_or_init(program: program_lib.Program, checkpoints, workdir):
   # The learning rate lives in the optimiser state: a changed one (allowed by
   # config.resume_changes) takes effect from here on.
   rates = jnp.asarray([s["learning_rate"] for s in program.settings], jnp.float32)
+  old_rates = state.opt_state.hyperparams["learning_rate"]
+  if program.spec.mesh is not None:  # placed like the rest, on every process's devices
+    rates = jax.device_put(rates, old_rates.sharding)
   hyper = dict(state.opt_state.hyperparams, learning_rate=rates)
   return state.replace(opt_state=state.opt_state._replace(hyperparams=hyper)), best_state, meta
 
 
 def _claim(config, workdir: pathlib.Path):
-  """Locks the workdir and checks a resumed run's config; (lock, changes to record)."""
-  lock = workdir_lib.claim(workdir)
-  stored = workdir / "config.json"
-  changes = {}
-  if stored.is_file() and any((workdir / "checkpoints" / "latest").glob("[0-9]*")):
-    changes = workdir_lib.resume_changes(
-        json.loads(stored.read_text()), json.loads(config.to_json()), config.resume_changes,
-        json.loads(default_config.get_config().to_json()))
-  reporting.write_json(stored, json.loads(config.to_json()))
+  """Locks the workdir and checks a resumed run's config; (lock, changes to record).
+
+  With several processes, process 0 alone locks and writes; every process
+  checks the stored config (so all refuse alike), and all stop if any failed.
+  """
+  lock, changes, error, stored = None, {}, None, workdir / "config.json"
+  try:
+    if distributed.is_primary():
+      lock = workdir_lib.claim(workdir)
+    if stored.is_file() and any((workdir / "checkpoints" / "latest").glob("[0-9]*")):
+      changes = workdir_lib.resume_changes(
+          json.loads(stored.read_text()), json.loads(config.to_json()), config.resume_changes,
+          json.loads(default_config.get_config().to_json()))
+  except ConfigError as e:
+    error = e
+  try:
+    distributed.agree(error)
+  except ConfigError:
+    if lock is not None:  # now: the error held here would keep it open until collected
+      lock.close()
+    raise
+  if distributed.is_primary():
+    reporting.write_json(stored, json.loads(config.to_json()))
   return lock, changes
 
 
@@ -138,6 +156,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   """
   workdir = pathlib.Path(workdir).resolve()  # orbax wants absolute paths
   workdir_lib.check_path(workdir)
+  distributed.initialize(config)  # a no-op for one process, or once main.py has done it
   program = program_lib.build_program(config)
   lock, changes = _claim(config, workdir)  # pylint: disable=unused-variable
   select_key = f"valid/recall@{max(program.topk)}"
@@ -148,11 +167,12 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   stage = reveals.stage_at(epoch, reveal_start)
   data = program.train_data(stage)
   # A bar only on a terminal: in a log file its carriage returns are noise.
-  progress = config.progress and sys.stderr.isatty()
+  progress = config.progress and sys.stderr.isatty() and distributed.is_primary()
   bar = tqdm.tqdm(total=config.num_epochs, initial=epoch, disable=not progress,
                   desc=f"{config.dataset}/{config.model}/{config.sampler}", unit="epoch")
   reporter = reporting.Reporter(workdir, last_epoch=epoch, tensorboard=config.tensorboard,
-                                progress_bar=bar if progress else None)
+                                progress_bar=bar if progress else None,
+                                writes=distributed.is_primary())
   if changes:
     logging.warning("resuming with changed %s (config.resume_changes)", changes)
     reporter.record_event({"epoch": epoch, "event": "resume_changes", "changes": changes})
@@ -164,7 +184,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
       state = program.refresh_fn(state, data, program.graph)
     epoch_fn = program.pretrain_fn if epoch < program.pretrain_epochs else program.epoch_fn
     state, out = epoch_fn(state, program.hparams, data, program.graph)
-    out = jax.device_get(out)
+    out = distributed.to_host(out)
     meta["epoch_seconds"].append(time.time() - epoch_start)
     epoch += 1
     _check_finite(out, epoch, program, workdir)
@@ -173,8 +193,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
     if epoch % config.eval_every and epoch != config.num_epochs:
       continue
 
-    results = jax.device_get(program.eval_fn(state.params, program.graph,
-                                             program.valid_set, program.test_set))
+    results = distributed.to_host(program.eval_fn(state.params, program.graph,
+                                                  program.valid_set, program.test_set))
     improved, lines = np.zeros(len(trackers), bool), []
     for r, tracker in enumerate(trackers):
       metrics = {name: float(v[r]) for name, v in results.items()}
@@ -215,6 +235,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
        "seconds_per_epoch": float(np.median(meta["epoch_seconds"]))
        if meta["epoch_seconds"] else 0.0,
        "epochs_run": epoch, "data": program.split.description})
-  reporting.write_json(workdir / "summary.json", summary)
+  if distributed.is_primary():
+    reporting.write_json(workdir / "summary.json", summary)
   logging.info("summary: %s", summary)
   return summary

@@ -19,9 +19,12 @@ from pdns_jax.config import ConfigError
 # Fields that may change when a run resumes: they decide how long it trains,
 # how often it evaluates and saves, and what it prints, not what one epoch
 # computes. eval_batch_size and eval_item_chunk only regroup what one
-# evaluation scores; mesh only spreads the same computation over devices.
+# evaluation scores; mesh and distributed only spread the same computation
+# over devices and processes.
 RESUMABLE = ("num_epochs", "patience", "eval_every", "checkpoint_every", "progress",
-             "tensorboard", "eval_batch_size", "eval_item_chunk", "mesh", "resume_changes")
+             "tensorboard", "eval_batch_size", "eval_item_chunk", "mesh", "resume_changes",
+             "distributed.coordinator_address", "distributed.num_processes",
+             "distributed.process_id", "distributed.timeout_s")
 
 
 def check_path(workdir: pathlib.Path) -> None:

@@ -132,15 +132,16 @@ def test_bad_flag_is_one_line_and_exit_status_2(scripts):
 
 def test_scaling_prints_a_row_per_size_and_the_fitted_exponent(scripts):
   stdout, out = scripts[2]
-  rows = re.findall(r"^\| ([\d,]+) \| mf \| ([\d,]+) \|", stdout, re.M)
-  assert rows == [("20,000", "400"), ("40,000", "800")]
+  rows = re.findall(r"^\| ([\d,]+) \| mf \| (\d+) \| ([\d,]+) \|", stdout, re.M)
+  assert rows == [("20,000", "1", "400"), ("20,000", "8", "400"),
+                  ("40,000", "1", "800"), ("40,000", "8", "800")]
   lines = dict(re.findall(r"^(\w+): (.*)$", stdout, re.M))
-  assert np.isfinite(float(lines["scaling_exponent_mf_epoch"]))
-  assert np.isfinite(float(lines["scaling_exponent_mf_eval"]))
-  assert "measured on 1 device only" in lines["devices_scaling"]
+  for curve in ("mf", "mf_x8"):  # one fitted curve per device count
+    assert np.isfinite(float(lines[f"scaling_exponent_{curve}_epoch"]))
+    assert np.isfinite(float(lines[f"scaling_exponent_{curve}_eval"]))
   assert (out / "scaling.png").stat().st_size > 0
   text = (out / "scaling.md").read_text()
-  assert "--scaling_sizes=20000,40000" in text and "| 40,000 | mf |" in text
+  assert "--scaling_sizes=20000,40000" in text and "| 40,000 | mf | 8 |" in text
 
 
 def test_scaling_config_and_exponent_fit():

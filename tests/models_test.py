@@ -53,3 +53,26 @@ def test_lightgcn_layers_and_mean_pooling_match_a_dense_reference(propagation, n
   final_users, final_items = model.embed(params, graph)
   np.testing.assert_allclose(final_users, stack.mean(0)[:NUM_USERS], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(final_items, stack.mean(0)[NUM_USERS:], rtol=1e-5, atol=1e-6)
+
+
+def test_layer_mean_is_the_mean_over_hops():
+  layers = jax.random.normal(jax.random.PRNGKey(2), (4, 5, 3))
+  np.testing.assert_allclose(models.layer_mean(layers), layers.mean(0), rtol=1e-6, atol=1e-7)
+  assert models.layer_mean(layers[:1]).shape == (5, 3)
+
+
+def test_lightgcn_parameter_gradients_agree_across_propagations():
+  graph = graph_lib.device_graph(graph_lib.normalized_adjacency(PAIRS, NUM_USERS, NUM_ITEMS))
+  grads = {}
+  for propagation in ("ell", "segment_sum", "bcsr"):
+    model = models.Model(kind="lightgcn", num_users=NUM_USERS, num_items=NUM_ITEMS,
+                         embed_dim=DIM, num_layers=3, propagation=propagation)
+    params = model.init(jax.random.PRNGKey(3))
+    def loss(params, model=model):
+      users, items = model.embed(params, graph)
+      return jax.numpy.sum(jax.numpy.tanh(users @ items.T))
+    grads[propagation] = jax.grad(loss)(params)
+  for name in ("segment_sum", "bcsr"):
+    for table in ("user", "item"):
+      assert np.abs(grads["ell"][table]).max() > 0
+      np.testing.assert_allclose(grads["ell"][table], grads[name][table], rtol=1e-5, atol=1e-6)

@@ -48,7 +48,7 @@ class Counting(base.Sampler):
                         embeddings.item_layers[0][negative]),
             dict(state, steps=state["steps"] + 1))
 
-  def refresh(self, state, key, embeddings, data, epoch):
+  def refresh(self, state, key, embeddings, data, epoch, hparams=None):
     return dict(state, refreshes=state["refreshes"] + 1)
 
 

@@ -199,8 +199,8 @@ class AdaSIR(Sampler):
     picks, w = resample(pick_key, logits=logits, size=self.pool)
     return drawn[picks], w
 
-  def refresh(self, state, key, embeddings, data, epoch):
-    del epoch  # the first refresh is known from the state (also after a resume)
+  def refresh(self, state, key, embeddings, data, epoch, hparams=None):
+    del epoch, hparams  # the first refresh is known from the state (also after a resume)
     num_users = state["pool"].shape[0]
     user_e = jax.lax.stop_gradient(embeddings.user)
     item_e = jax.lax.stop_gradient(embeddings.item)

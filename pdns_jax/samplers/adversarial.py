@@ -28,10 +28,13 @@ example row of (e_u, e_i, e_j), g the gradient of the clean BPR loss, and the
 extra loss adv_weight * BPR(e + stop_gradient(delta)) handed to the step
 through `Negatives.extra_loss`.
 
-Memory per replica: the state holds G's parameters and two Adam moments,
-3 (U + I) F + 3 I floats. Per step G's softmax over all items takes B x I
-floats (twice with its gradient), and so does D's draw when `candidates` = 0,
-plus B x 2^(search_steps - 1) int32 positions to mask the positives.
+Cost: the state holds G's parameters and two Adam moments, 3 (U + I) F + 3 I
+floats per replica. A step computes f_G over all items once (B x I x F) and
+reads it for D's draw, G's draws and G's gradient (two more B x I x F
+products); draws are two-level inverse CDFs (`pools.weighted_draws`: the
+same distribution as the one-level CDF used before, but two uniforms per draw,
+so a key draws other items than it did then); D's draw over all
+non-positives scatters B x max |I_u| positions into a mask.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ import jax.numpy as jnp
 import optax
 
 from pdns_jax.config import ConfigError
-from pdns_jax.samplers.base import Sampler, single
-from pdns_jax.samplers.pools import SortedSets, batch_pools, contains
+from pdns_jax.samplers.base import Sampler, knob, single
+from pdns_jax.samplers.pools import (SortedSets, batch_pools, contains, exclusion_mask,
+                                     weighted_draws)
 
 # The released code's share of the positives in G's proposal (sample_lambda).
 POSITIVE_SHARE = 0.2
@@ -63,24 +67,26 @@ ADVIR_ABOUT = (
 
 
 def draw_from(key: jax.Array, logits: jax.Array, num: int) -> jax.Array:
-  """`num` draws per row from softmax(logits) (B, I), by inverse CDF: int32 (B, num).
-
-  jax.random.categorical draws a Gumbel variate per row, item and draw (B x
-  I x num random numbers, most of an IRGAN step's time on a CPU); this needs
-  B x num. Items with logit -inf have probability 0 and are never drawn.
-  """
-  probs = jax.nn.softmax(logits, axis=-1)
-  cdf = jnp.cumsum(probs, axis=-1)
-  u = jax.random.uniform(key, (logits.shape[0], num)) * cdf[:, -1:]
-  index = jax.vmap(lambda c, v: jnp.searchsorted(c, v, side="right"))(cdf, u)
-  # Rounding can put u at the very top: take the last item that can be drawn.
-  last = logits.shape[1] - 1 - jnp.argmax((probs > 0)[:, ::-1], axis=1)
-  return jnp.minimum(index, last[:, None]).astype(jnp.int32)
+  """`num` draws per row from softmax(logits) (B, n), -inf never: int32 (B, num)."""
+  return weighted_draws(key, jnp.exp(logits - jnp.max(logits, -1, keepdims=True)), num)
 
 
 def generator_logits(generator: dict, users: jax.Array) -> jax.Array:
   """f_G(u, j) = g_u . g_j + b_j for every item: (B, I)."""
   return generator["user"][users] @ generator["item"].T + generator["bias"]
+
+
+def softmax_weights(logits: jax.Array) -> jax.Array:
+  """exp(logits - row max): softmax(logits) up to each row's sum."""
+  return jnp.exp(logits - jnp.max(logits, -1, keepdims=True))
+
+
+def _regularizer(generator: dict, *, users: jax.Array, items: jax.Array,
+                 mask: jax.Array) -> jax.Array:
+  norms = (jnp.sum(jnp.square(generator["user"][users]), -1)
+           + jnp.mean(jnp.sum(jnp.square(generator["item"][items]), -1)
+                      + jnp.square(generator["bias"][items]), -1))
+  return 0.5 * jnp.sum(norms * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def generator_loss(generator: dict, *, users: jax.Array, items: jax.Array,
@@ -89,7 +95,8 @@ def generator_loss(generator: dict, *, users: jax.Array, items: jax.Array,
 
   p_G is the softmax of f_G(u, .) over all items (the released code's). The
   rewards are constants (no gradient through them), as in geek-ai/irgan where
-  they are computed outside the graph.
+  they are computed outside the graph. The step applies its gradient as
+  `generator_grads` computes it.
 
   Args:
     generator: {"user": (U, F), "item": (I, F), "bias": (I,)}.
@@ -103,16 +110,44 @@ def generator_loss(generator: dict, *, users: jax.Array, items: jax.Array,
   log_p_drawn = jnp.take_along_axis(log_p, items, axis=1)
   count = jnp.maximum(jnp.sum(mask), 1.0) * items.shape[1]
   policy = -jnp.sum(log_p_drawn * jax.lax.stop_gradient(rewards) * mask[:, None]) / count
-  norms = (jnp.sum(jnp.square(generator["user"][users]), -1)
-           + jnp.mean(jnp.sum(jnp.square(generator["item"][items]), -1)
-                      + jnp.square(generator["bias"][items]), -1))
-  reg = 0.5 * jnp.sum(norms * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-  return policy + l2 * reg
+  return policy + l2 * _regularizer(generator, users=users, items=items, mask=mask)
+
+
+def generator_grads(generator: dict, *, users: jax.Array, items: jax.Array,
+                    rewards: jax.Array, mask: jax.Array, l2, weights: jax.Array) -> dict:
+  """The gradient of `generator_loss`, from the step's p_G instead of a second forward.
+
+  With c_bk = r_bk mask_b / (n K), the policy term's gradient by the logits is
+  p_G(u_b, .) sum_k c_bk - sum_k c_bk onehot(j_bk): a dense part, pushed
+  through f_G's two products, and a sparse one, added at the drawn items.
+  Autodiff would recompute f_G and its softmax over B x I and build the
+  one-hot part densely.
+
+  Args:
+    generator, users, items, rewards, mask, l2: as `generator_loss`.
+    weights: (B, I) `softmax_weights` of f_G(u, .) for these users.
+  """
+  count = jnp.maximum(jnp.sum(mask), 1.0) * items.shape[1]
+  c = jax.lax.stop_gradient(rewards) * mask[:, None] / count
+  # The dense part is diag(scale) @ weights: the scale goes onto the small
+  # factors, so no other B x I array is built.
+  scale = c.sum(1) / weights.sum(1)
+  user_rows, item_table = generator["user"][users], generator["item"]
+  d_rows = (scale[:, None] * (weights @ item_table)
+            - jnp.einsum("bk,bkf->bf", c, item_table[items]))
+  # One (F + 1) x B x I product gives the item and the bias gradient.
+  dense_t = jnp.concatenate([scale[:, None] * user_rows, scale[:, None]], 1).T @ weights
+  grads = {"user": jnp.zeros_like(generator["user"]).at[users].add(d_rows),
+           "item": dense_t[:-1].T.at[items].add(-c[..., None] * user_rows[:, None]),
+           "bias": dense_t[-1].at[items].add(-c)}
+  reg = jax.grad(_regularizer)(generator, users=users, items=items, mask=mask)
+  return jax.tree_util.tree_map(lambda g, r: g + l2 * r, grads, reg)
 
 
 def generator_sample(generator: dict, key: jax.Array, *, users: jax.Array,
                      exclude: SortedSets, user_embeddings: jax.Array,
-                     item_embeddings: jax.Array, samples: int):
+                     item_embeddings: jax.Array, samples: int,
+                     weights: jax.Array | None = None):
   """G's training draws and their rewards (BASELINES.md 4, step 2).
 
   K items per example from 0.8 p_G + 0.2 uniform over the user's positives
@@ -127,14 +162,16 @@ def generator_sample(generator: dict, key: jax.Array, *, users: jax.Array,
     exclude: the per-user positives.
     user_embeddings, item_embeddings: D's final embeddings (U, F), (I, F).
     samples: K.
+    weights: `softmax_weights` of f_G(u, .) (B, I) when the step has them.
 
   Returns:
     (items int32 (B, K), rewards (B, K)).
   """
   g_key, pick_key, mix_key = jax.random.split(key, 3)
   batch = users.shape[0]
-  log_p = jax.nn.log_softmax(generator_logits(generator, users), axis=-1)
-  from_g = draw_from(g_key, log_p, samples)
+  if weights is None:
+    weights = softmax_weights(generator_logits(generator, users))
+  from_g = weighted_draws(g_key, weights, samples)
   start, size = exclude.indptr[users], exclude.indptr[users + 1] - exclude.indptr[users]
   offset = jnp.floor(jax.random.uniform(pick_key, (batch, samples)) * size[:, None])
   offset = jnp.minimum(offset.astype(jnp.int32), jnp.maximum(size[:, None] - 1, 0))
@@ -143,26 +180,13 @@ def generator_sample(generator: dict, key: jax.Array, *, users: jax.Array,
   share = jnp.where(size > 0, POSITIVE_SHARE, 0.0)[:, None]
   use_positive = jax.random.uniform(mix_key, (batch, samples)) < share
   items = jnp.where(use_positive, positive, from_g)
-  p_g = jnp.exp(jnp.take_along_axis(log_p, items, axis=1))
+  p_g = jnp.take_along_axis(weights, items, axis=1) / weights.sum(-1, keepdims=True)
   member = jax.vmap(jax.vmap(contains, (None, None, 0)), (None, 0, 0))(exclude, users, items)
   proposal = (1.0 - share) * p_g + share * member / jnp.maximum(size, 1)[:, None]
   scores = jnp.einsum("bf,bkf->bk", jax.lax.stop_gradient(user_embeddings[users]),
                       jax.lax.stop_gradient(item_embeddings[items]))
   rewards = (2.0 * jax.nn.sigmoid(scores) - 1.0) * p_g / proposal
   return items, jax.lax.stop_gradient(rewards)
-
-
-def exclusion_mask(exclude: SortedSets, users: jax.Array, num_items: int) -> jax.Array:
-  """(B, I) bool, True at each user's excluded items (scattered from the CSR sets)."""
-  # 2^(steps - 1) > the largest set (pools.sorted_sets), so this width covers every user.
-  width = min(2 ** (exclude.search_steps - 1), exclude.items.shape[0])
-  start, size = exclude.indptr[users], exclude.indptr[users + 1] - exclude.indptr[users]
-  slots = jnp.arange(width)
-  at = jnp.minimum(start[:, None] + slots, exclude.items.shape[0] - 1)
-  # Slots past a user's set point out of range and are dropped by the scatter.
-  columns = jnp.where(slots < size[:, None], exclude.items[at], num_items)
-  rows = jnp.broadcast_to(jnp.arange(users.shape[0])[:, None], columns.shape)
-  return jnp.zeros((users.shape[0], num_items), bool).at[rows, columns].set(True, mode="drop")
 
 
 def adversarial_perturbation(*, user: jax.Array, positive: jax.Array, negative: jax.Array,
@@ -228,49 +252,73 @@ class IRGAN(Sampler):
     return self._state(jnp.zeros((num_users, self.embed_dim), jnp.float32),
                        jnp.zeros((self.num_items, self.embed_dim), jnp.float32))
 
-  def refresh(self, state, key, embeddings, data, epoch):
-    del key, data
+  def refresh(self, state, key, embeddings, data, epoch, hparams=None):
+    del key, data, hparams
     fresh = self._state(jax.lax.stop_gradient(embeddings.user).astype(jnp.float32),
                         jax.lax.stop_gradient(embeddings.item).astype(jnp.float32))
     start = epoch == self.pretrain_epochs
     return jax.tree_util.tree_map(lambda new, old: jnp.where(start, new, old), fresh, state)
 
   def discriminator_negative(self, generator: dict, key: jax.Array, users: jax.Array,
-                             exclude: SortedSets) -> jax.Array:
-    """D's negatives (B,): j ~ softmax(f_G(u, .) / T_D) over non-positives or candidates."""
+                             exclude: SortedSets, *, logits: jax.Array | None = None,
+                             temperature=None) -> jax.Array:
+    """D's negatives (B,): j ~ softmax(f_G(u, .) / T_D) over non-positives or candidates.
+
+    Args:
+      logits: f_G(u, .) for these users (B, I), when the step has them.
+      temperature: T_D (default: the static one).
+    """
+    temperature = self.temperature if temperature is None else temperature
     pool_key, draw_key = jax.random.split(key)
     if self.candidates:
       pool = batch_pools(pool_key, users, exclude, self.num_items, self.candidates)
       user = generator["user"][users]
       logits = (jnp.einsum("bf,bhf->bh", user, generator["item"][pool])
-                + generator["bias"][pool]) / self.temperature
+                + generator["bias"][pool]) / temperature
       pick = draw_from(draw_key, logits, 1)
       return jnp.take_along_axis(pool, pick, axis=1)[:, 0]
-    logits = generator_logits(generator, users) / self.temperature
+    if logits is None:
+      logits = generator_logits(generator, users)
     logits = jnp.where(exclusion_mask(exclude, users, self.num_items), -jnp.inf, logits)
-    return draw_from(draw_key, logits, 1)[:, 0]
+    return draw_from(draw_key, logits / temperature, 1)[:, 0]
 
-  def update_generator(self, state: dict, key: jax.Array, batch, embeddings, data) -> dict:
-    """One REINFORCE step of G with its own Adam (BASELINES.md 4, step 2)."""
+  def update_generator(self, state: dict, key: jax.Array, batch, embeddings, data, *,
+                       logits: jax.Array | None = None, hparams: dict | None = None) -> dict:
+    """One REINFORCE step of G with its own Adam (BASELINES.md 4, step 2).
+
+    Args:
+      logits: f_G(u, .) of the batch's users (B, I), when the step has them.
+      hparams: this replica's knobs (irgan.learning_rate, irgan.l2).
+    """
     generator = state["generator"]
+    if logits is None:
+      logits = generator_logits(generator, batch.users)
+    weights = softmax_weights(logits)
     items, rewards = generator_sample(
         generator, key, users=batch.users, exclude=data.exclude,
         user_embeddings=embeddings.user, item_embeddings=embeddings.item,
-        samples=self.samples)
-    grads = jax.grad(generator_loss)(generator, users=batch.users, items=items,
-                                     rewards=rewards, mask=batch.mask, l2=self.l2)
-    updates, opt = self.optimizer.update(grads, state["opt"], generator)
+        samples=self.samples, weights=weights)
+    grads = generator_grads(generator, users=batch.users, items=items, rewards=rewards,
+                            mask=batch.mask, l2=knob(hparams, "irgan.l2", self.l2),
+                            weights=weights)
+    # Adam's state does not depend on the rate, so a traced per-replica rate is fine.
+    optimizer = optax.adam(knob(hparams, "irgan.learning_rate", self.learning_rate))
+    updates, opt = optimizer.update(grads, state["opt"], generator)
     return {"generator": optax.apply_updates(generator, updates), "opt": opt}
 
   def negatives(self, state, key, batch, embeddings, data, hparams):
-    del hparams
     d_key, g_key = jax.random.split(key)
     # G is read and updated with no path to D's parameters.
     state = jax.lax.stop_gradient(state)
-    negative = self.discriminator_negative(state["generator"], d_key, batch.users,
-                                           data.exclude)
+    # f_G over all items for the batch, once: D's draw, G's draws and G's
+    # gradient all read it (B x I x F, the step's largest product).
+    logits = generator_logits(state["generator"], batch.users)
+    negative = self.discriminator_negative(
+        state["generator"], d_key, batch.users, data.exclude, logits=logits,
+        temperature=knob(hparams, "irgan.temperature", self.temperature))
     frozen = jax.tree_util.tree_map(jax.lax.stop_gradient, embeddings)
-    state = self.update_generator(state, g_key, batch, frozen, data)
+    state = self.update_generator(state, g_key, batch, frozen, data, logits=logits,
+                                  hparams=hparams)
     return single(negative, embeddings.item[negative],
                   embeddings.item_layers[0][negative]), state
 
@@ -293,11 +341,13 @@ class AdvIR(IRGAN):
     e_i = embeddings.item[batch.positives]
     e_j = negatives.embeddings[:, 0]
     d_u, d_i, d_j = adversarial_perturbation(user=e_u, positive=e_i, negative=e_j,
-                                             mask=batch.mask, eps=self.eps)
+                                             mask=batch.mask,
+                                             eps=knob(hparams, "advir.eps", self.eps))
     user = e_u + d_u
     terms = jax.nn.softplus(jnp.sum(user * (e_j + d_j), -1) - jnp.sum(user * (e_i + d_i), -1))
     adversarial = jnp.sum(terms * batch.mask) / jnp.maximum(jnp.sum(batch.mask), 1.0)
-    return negatives.replace(extra_loss=self.adv_weight * adversarial), state
+    weight = knob(hparams, "advir.adv_weight", self.adv_weight)
+    return negatives.replace(extra_loss=weight * adversarial), state
 
 
 def _need(config, block: str, field: str, ok: bool, why: str) -> None:

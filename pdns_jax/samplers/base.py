@@ -113,15 +113,29 @@ class Sampler:
       embeddings: the model's embeddings at this step (gradients flow through
         them; stop them where a choice must not be differentiated).
       data: the exclusion sets (items never to return) and training pairs.
-      hparams: this replica's float settings (beta, alpha, l2).
+      hparams: this replica's float settings: beta, alpha, l2 and the
+        samplers' float knobs by dotted name ("srns.alpha"; read with `knob`).
     """
     raise NotImplementedError
 
   def refresh(self, state: Any, key: jax.Array, embeddings: Embeddings, data: TrainData,
-              epoch: jax.Array) -> Any:
-    """Per-epoch update of the state between epochs (jitted separately)."""
-    del key, embeddings, data, epoch
+              epoch: jax.Array, hparams: dict | None = None) -> Any:
+    """Per-epoch update of the state between epochs (jitted separately).
+
+    `hparams` is this replica's, as `negatives` gets it (None: the static knobs).
+    """
+    del key, embeddings, data, epoch, hparams
     return state
+
+
+def knob(hparams: dict | None, name: str, default):
+  """A sampler's float knob, e.g. "srns.alpha": this replica's (traced) value.
+
+  The trainer passes every knob of `config.REPLICA_FIELDS` in `hparams`, so a
+  `config.replica_sweep` over it gives each replica its own value; a direct
+  call without it (tests, tools) gets `default`, the sampler's static field.
+  """
+  return hparams[name] if hparams and name in hparams else default
 
 
 def single(items: jax.Array, embeddings: jax.Array, layer0: jax.Array) -> Negatives:

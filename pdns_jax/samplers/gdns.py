@@ -16,8 +16,10 @@ optimiser is not public; this module builds the reading of BASELINES.md 2:
   rank(G) is the number of pool entries with a strictly smaller gain, so
   equal gains (all of them before the second refresh) get the same bonus.
 
-Memory per replica: cand U x C int32, H_prev and G U x C float32 (Gowalla
-with C = 1000: 0.36 GB); the refresh holds one more U x C float32 array.
+Memory per replica: cand U x C int32 (a tracked item revealed as a false
+negative since is stored as -1 - j: `srns.mark_excluded`), H_prev and G
+U x C float32 (Gowalla with C = 1000: 0.36 GB); the refresh holds one more
+U x C float32 array.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ import jax
 import jax.numpy as jnp
 
 from pdns_jax.config import ConfigError
-from pdns_jax.samplers.base import Sampler, single
-from pdns_jax.samplers.pools import batch_pools, contains
-from pdns_jax.samplers.srns import candidate_scores, num_candidates
+from pdns_jax.samplers.base import Sampler, knob, single
+from pdns_jax.samplers.pools import batch_pools
+from pdns_jax.samplers.srns import (candidate_scores, mark_excluded, num_candidates,
+                                    stored_items)
 
 
 def gain_update(*, hardness: jax.Array, previous: jax.Array, gain: jax.Array, decay,
@@ -121,34 +124,36 @@ class GDNS(Sampler):
     return {"cand": cand.astype(jnp.int32), "h_prev": zeros, "gain": zeros,
             "refreshed": jnp.zeros((), jnp.int32)}
 
-  def refresh(self, state, key, embeddings, data, epoch):
+  def refresh(self, state, key, embeddings, data, epoch, hparams=None):
     del epoch
     num_users = state["cand"].shape[0]
+    # Tracked items revealed as false negatives since are marked, never picked.
+    cand = mark_excluded(state["cand"], data)
     positives, valid = positive_table(key, data.users, data.items, num_users, self.positives)
     hardness = expected_hardness(user=jax.lax.stop_gradient(embeddings.user),
                                  item=jax.lax.stop_gradient(embeddings.item),
-                                 cand=state["cand"], positives=positives, valid=valid)
-    gain, h_prev = gain_update(hardness=hardness, previous=state["h_prev"],
-                               gain=state["gain"], decay=self.decay,
+                                 cand=stored_items(cand), positives=positives, valid=valid)
+    gain, h_prev = gain_update(hardness=hardness, previous=state["h_prev"], gain=state["gain"],
+                               decay=knob(hparams, "gdns.decay", self.decay),
                                first=state["refreshed"] == 0)
-    return dict(state, h_prev=h_prev, gain=gain, refreshed=jnp.ones((), jnp.int32))
+    return dict(state, cand=cand, h_prev=h_prev, gain=gain,
+                refreshed=jnp.ones((), jnp.int32))
 
   def negatives(self, state, key, batch, embeddings, data, hparams):
-    del hparams
     pool_key, fallback_key = jax.random.split(key)
     users = batch.users
     user = jax.lax.stop_gradient(embeddings.user[users])
     item = jax.lax.stop_gradient(embeddings.item)
     slots = jax.random.randint(pool_key, (users.shape[0], self.pool_size), 0,
                                state["cand"].shape[1])
-    pool = state["cand"][users[:, None], slots]
+    stored = state["cand"][users[:, None], slots]
+    # Negative entries are items excluded since (`srns.mark_excluded`).
+    pool, allowed = stored_items(stored), stored >= 0
     scores = jnp.einsum("bf,bhf->bh", user, item[pool])
     pos_scores = jnp.sum(user * item[batch.positives], -1)
-    allowed = jax.vmap(jax.vmap(lambda u, i: ~contains(data.exclude, u, i), (None, 0)))(
-        users, pool)
     pick = gdns_pick(hardness=jax.nn.sigmoid(scores - pos_scores[:, None]),
-                     gain=state["gain"][users[:, None], slots], gamma=self.gamma,
-                     allowed=allowed)
+                     gain=state["gain"][users[:, None], slots],
+                     gamma=knob(hparams, "gdns.gamma", self.gamma), allowed=allowed)
     negative = jnp.take_along_axis(pool, pick[:, None], axis=1)[:, 0]
     # The tracked items were drawn at the start; an item excluded since (a
     # revealed false negative) is never returned: a uniform draw replaces a pool

@@ -56,11 +56,24 @@ class MixGCF(Sampler):
     hops = embeddings.item_layers.shape[0]
     alpha = jax.random.uniform(mix_key, (users.shape[0], hops))
     layer_first = lambda x: x.swapaxes(0, 1)
-    pooled, layer0, chosen = jax.vmap(mixgcf_negative)(
-        user_layers=layer_first(embeddings.user_layers[:, users]),
-        positive_layers=layer_first(embeddings.item_layers[:, positives]),
-        candidate_layers=layer_first(embeddings.item_layers[:, candidates]), alpha=alpha)
+    # The choice reads the pool without gradient, and a mixed candidate's score
+    # is linear in it: alpha <e_i, e_u> + (1 - alpha) <e_j, e_u> per layer, so
+    # no B x hops x H x F mixed pool is built. Only the chosen candidates (one
+    # per layer) are gathered again with gradient: the same gradient as through
+    # the whole mixed pool (zero off the chosen rows).
+    user_layers = jax.lax.stop_gradient(embeddings.user_layers[:, users])  # (hops, B, F)
+    pos_scores = jnp.sum(user_layers * jax.lax.stop_gradient(
+        embeddings.item_layers[:, positives]), -1).T  # (B, hops)
+    cand_scores = jnp.einsum("lbf,lbhf->blh", user_layers, jax.lax.stop_gradient(
+        embeddings.item_layers[:, candidates]))
+    mixed_scores = (alpha[..., None] * pos_scores[..., None]
+                    + (1.0 - alpha[..., None]) * cand_scores)
+    chosen = jnp.argmax(mixed_scores, axis=-1)  # (B, hops)
     items = jnp.take_along_axis(candidates, chosen, axis=1)  # (B, hops)
+    picked = positive_mix(positive=layer_first(embeddings.item_layers[:, positives]),
+                          negative=embeddings.item_layers[jnp.arange(hops), items],
+                          alpha=alpha[..., None])  # (B, hops, F)
+    pooled, layer0 = picked.mean(axis=1), picked[:, 0]
     weights = jnp.ones((users.shape[0], 1), pooled.dtype)
     return Negatives(items=items, embeddings=pooled[:, None], layer0=layer0[:, None],
                           weights=weights), state

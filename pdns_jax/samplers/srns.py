@@ -20,9 +20,13 @@ History values are sigma(s_uj - mean_{i in I_u} s_ui), one snapshot per epoch
 (at the start of each epoch, i.e. from the model at the end of the previous
 one); the per-step hardness uses the example's own positive i.
 
-Memory per replica: cand U x C int32, history W x U x C (float32 by default,
-`config.srns.history_dtype="bfloat16"` halves it), mem U x S1 int32. Gowalla
-with C = 3000, W = 5: 1.8 GB of float32 history.
+Memory per replica: U (4 C + b W C + 4 S1) + 4 C bytes, b = 4 (float32
+history) or 2 (`config.srns.history_dtype="bfloat16"`): cand U x C int32
+(items revealed as false negatives since are stored as -1 - j, see
+`mark_excluded`), history W x U x C, mem U x S1 int32. S2 only sizes a
+step's B x (S1 + S2) arrays and a B x C int32 table to find repeats. Gowalla
+(U = 29,858) with C = 3000, W = 5, S1 = 8: 0.36 GB cand + 1.79 GB float32
+history (0.90 GB bfloat16).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdns_jax.config import ConfigError
-from pdns_jax.samplers.base import Sampler, single
+from pdns_jax.samplers.base import Sampler, knob, single
 from pdns_jax.samplers.pools import batch_pools, contains
 
 HISTORY_DTYPES = ("float32", "bfloat16")
@@ -100,8 +104,23 @@ def first_occurrence(positions: jax.Array) -> jax.Array:
   return ~jnp.any(same & earlier, axis=-1)
 
 
+def first_occurrence_scatter(positions: jax.Array, num_positions: int) -> jax.Array:
+  """`first_occurrence` for positions in [0, num_positions), by one scatter-min.
+
+  Each row's positions index a row of a (B, num_positions) table; the smallest
+  column that writes a cell owns it. O(B x (n + num_positions)) instead of
+  the B x n x n comparisons (n = S1 + S2 = 72 by default).
+  """
+  rows, n = positions.shape
+  flat = (jnp.arange(rows)[:, None] * num_positions + positions).reshape(-1)
+  column = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (rows, n)).reshape(-1)
+  owner = jnp.full((rows * num_positions,), n, jnp.int32).at[flat].min(column)
+  return owner[flat].reshape(rows, n) == jnp.arange(n)
+
+
 def memory_update(key: jax.Array, *, positions: jax.Array, scores: jax.Array,
-                  allowed: jax.Array, tau, size: int) -> jax.Array:
+                  allowed: jax.Array, tau, size: int,
+                  num_positions: int | None = None) -> jax.Array:
   """SRNS memory update: `size` distinct positions drawn by softmax(score / tau).
 
   Sampling without replacement over the distinct allowed positions of each
@@ -114,14 +133,41 @@ def memory_update(key: jax.Array, *, positions: jax.Array, scores: jax.Array,
     allowed: (B, S1 + S2) False for items the user may not get.
     tau: temperature.
     size: S1.
+    num_positions: C, if given (positions lie in [0, C)): find repeats with
+      `first_occurrence_scatter` (same result, cheaper for B x C < 2^31).
 
   Returns:
     int32 (B, size) the new memory.
   """
-  keep = first_occurrence(positions) & allowed
+  if num_positions is not None and positions.shape[0] * num_positions < 2 ** 31:
+    first = first_occurrence_scatter(positions, num_positions)
+  else:
+    first = first_occurrence(positions)
+  keep = first & allowed
   logits = jnp.where(keep, scores / tau, -jnp.inf)
   chosen = gumbel_top_k(key, logits, size)
   return jnp.take_along_axis(positions, chosen, axis=-1).astype(jnp.int32)
+
+
+def stored_items(cand: jax.Array) -> jax.Array:
+  """Item ids of stored candidates; an entry -1 - j is item j, marked excluded."""
+  return jnp.where(cand < 0, -1 - cand, cand)
+
+
+def mark_excluded(cand: jax.Array, data) -> jax.Array:
+  """cand (U, C) with the items each user may no longer get stored as -1 - j.
+
+  Candidates are drawn outside the excluded sets, so only when those have grown
+  past the training pairs (revealed false negatives) are the U x C entries
+  searched, once per refresh; a step then reads the sign instead of searching.
+  """
+  def check(cand):
+    items = stored_items(cand)
+    excluded = jax.vmap(jax.vmap(contains, (None, None, 0)), (None, 0, 0))(
+        data.exclude, jnp.arange(cand.shape[0]), items)
+    return jnp.where(excluded, -1 - items, items)
+  grown = data.exclude.indptr[-1] > data.users.shape[0]
+  return jax.lax.cond(grown, check, lambda c: c, cand)
 
 
 def last_row_per_user(users: jax.Array, mask: jax.Array, num_users: int) -> jax.Array:
@@ -180,8 +226,9 @@ class SRNS(Sampler):
             "mem": mem,
             "epoch": jnp.zeros((), jnp.int32)}
 
-  def refresh(self, state, key, embeddings, data, epoch):
+  def refresh(self, state, key, embeddings, data, epoch, hparams=None):
     """Redraws candidate block t mod W (t > 0), then stores this epoch's snapshot."""
+    del hparams
     num_users, width = state["cand"].shape
     epoch = jnp.asarray(epoch, jnp.int32)
     block = epoch % self.history
@@ -190,6 +237,7 @@ class SRNS(Sampler):
     columns = jnp.where((epoch > 0) & (columns < width), columns, width)  # width: dropped
     fresh = batch_pools(key, jnp.arange(num_users), data.exclude, self.num_items, per_block)
     cand = state["cand"].at[:, columns].set(fresh.astype(jnp.int32), mode="drop")
+    cand = mark_excluded(cand, data)
     filled = state["filled"].at[columns].set(0, mode="drop")
 
     user = jax.lax.stop_gradient(embeddings.user)
@@ -198,7 +246,8 @@ class SRNS(Sampler):
     degree = jnp.zeros((num_users,), jnp.float32).at[data.users].add(1.0)
     mean_positive = (jnp.zeros((num_users,), pair_scores.dtype).at[data.users]
                      .add(pair_scores) / jnp.maximum(degree, 1.0))
-    snapshot = jax.nn.sigmoid(candidate_scores(user, item, cand) - mean_positive[:, None])
+    snapshot = jax.nn.sigmoid(candidate_scores(user, item, stored_items(cand))
+                              - mean_positive[:, None])
     history = state["history"].at[block].set(snapshot.astype(state["history"].dtype))
     return {"cand": cand, "history": history,
             "filled": jnp.minimum(filled + 1, self.history),
@@ -212,26 +261,25 @@ class SRNS(Sampler):
     return masked_std(values=stored, valid=valid, axis=0)
 
   def negatives(self, state, key, batch, embeddings, data, hparams):
-    del hparams
     fresh_key, gumbel_key, fallback_key = jax.random.split(key, 3)
     users = batch.users
     width = state["cand"].shape[1]
     user = jax.lax.stop_gradient(embeddings.user[users])
     item = jax.lax.stop_gradient(embeddings.item)
     pos_scores = jnp.sum(user * item[batch.positives], -1)
-    allowed_of = jax.vmap(jax.vmap(lambda u, i: ~contains(data.exclude, u, i), (None, 0)))
 
     slots = state["mem"][users]  # (B, S1)
-    mem_items = state["cand"][users[:, None], slots]
+    # Negative entries: items excluded since they were drawn (`mark_excluded`).
+    stored = state["cand"][users[:, None], slots]
+    mem_items, allowed = stored_items(stored), stored >= 0
     mem_scores = jnp.einsum("bf,bsf->bs", user, item[mem_items])
-    allowed = allowed_of(users, mem_items)
     if self.warmup_epochs > 0:
       ramp = jnp.minimum(1.0, state["epoch"].astype(jnp.float32) / self.warmup_epochs)
     else:
       ramp = 1.0
     pick = srns_pick(hardness=jax.nn.sigmoid(mem_scores - pos_scores[:, None]),
                      variability=self.variability(state, users, slots),
-                     weight=self.alpha * ramp, allowed=allowed)
+                     weight=knob(hparams, "srns.alpha", self.alpha) * ramp, allowed=allowed)
     negative = jnp.take_along_axis(mem_items, pick[:, None], axis=1)[:, 0]
     # Items excluded after the candidates were drawn (revealed false negatives)
     # are never returned; a user whose whole memory is excluded gets a uniform one.
@@ -239,13 +287,14 @@ class SRNS(Sampler):
     negative = jnp.where(allowed.any(axis=1), negative, uniform)
 
     fresh = jax.random.randint(fresh_key, (users.shape[0], self.fresh), 0, width)
-    fresh_items = state["cand"][users[:, None], fresh]
+    fresh_stored = state["cand"][users[:, None], fresh]
+    fresh_items = stored_items(fresh_stored)
     fresh_scores = jnp.einsum("bf,bsf->bs", user, item[fresh_items])
     new_slots = memory_update(
         gumbel_key, positions=jnp.concatenate([slots, fresh], axis=1),
         scores=jnp.concatenate([mem_scores, fresh_scores], axis=1),
-        allowed=jnp.concatenate([allowed, allowed_of(users, fresh_items)], axis=1),
-        tau=self.tau, size=self.memory)
+        allowed=jnp.concatenate([allowed, fresh_stored >= 0], axis=1),
+        tau=knob(hparams, "srns.tau", self.tau), size=self.memory, num_positions=width)
     rows = last_row_per_user(users, batch.mask, state["mem"].shape[0])
     mem = state["mem"].at[rows].set(new_slots, mode="drop")
 
