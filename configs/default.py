@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = "lightgcn"          # mf | lightgcn
   c.num_layers = 3
   c.embed_dim = 64
-  # LightGCN's sparse product: auto (ell on CPU, segment_sum elsewhere) | ell
+  # LightGCN's sparse product: auto (ell on CPU from 50k entries, else segment_sum) | ell
   # (degree-bucketed padded rows, no scatter) | segment_sum | bcoo | bcsr.
   c.propagation = "auto"
   # Sampler and loss (PAPER.md 2).

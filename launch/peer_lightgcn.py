@@ -29,7 +29,6 @@ import json
 import os
 import pathlib
 import subprocess
-import sys
 import time
 
 from absl import app
