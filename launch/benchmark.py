@@ -220,11 +220,14 @@ def propagation_seconds(model: models.Model, graph: dict, repeats: int) -> dict:
   The methods take turns in each round, so a change in machine load hits all alike.
 
   Returns:
-    {method: seconds} for each of graph.PROPAGATIONS.
+    {method: seconds} for each named method of graph.PROPAGATIONS ("auto" is one
+    of them; "ell" where the graph has its layout, i.e. on CPU).
   """
   params = model.init(jax.random.PRNGKey(0))
   steps = {}
   for method in graph_lib.PROPAGATIONS:
+    if method == "auto" or (method == "ell" and "ell" not in graph):
+      continue
     lightgcn = dataclasses.replace(model, kind="lightgcn", propagation=method)
 
     def loss(params, graph, lightgcn=lightgcn):
