@@ -64,13 +64,6 @@ def init_state(spec: Spec, data: samplers_base.TrainData, seed, learning_rate) -
                     key=key)
 
 
-def _embeddings(model: models.Model, params, graph) -> samplers_base.Embeddings:
-  """Per-layer and final embeddings (as Embeddings.of, the mean without a reduce op)."""
-  users, items = model.layers(params, graph)
-  return samplers_base.Embeddings(users, items, models.layer_mean(users),
-                                  models.layer_mean(items))
-
-
 def batch_loss(params, sampler_state, hparams: dict, batch: samplers_base.Batch, graph,
                data: samplers_base.TrainData, key, *, spec: Spec):
   """Algorithm 1 for one mini-batch: embed, sample negatives, loss.
@@ -89,7 +82,7 @@ def batch_loss(params, sampler_state, hparams: dict, batch: samplers_base.Batch,
     (loss, (aux, new sampler state)) with aux = {"fn_hits": chosen negatives
     in the FN set}.
   """
-  embeddings = _embeddings(spec.model, params, graph)
+  embeddings = samplers_base.Embeddings.of(*spec.model.layers(params, graph))
   negatives, sampler_state = spec.sampler.negatives(sampler_state, key, batch, embeddings,
                                                     data, hparams)
   e_user = embeddings.user[batch.users]
@@ -165,7 +158,7 @@ def refresh_sampler(state: TrainState, data: samplers_base.TrainData, graph, *,
 
   `hparams`: this replica's, as `train_epoch` gets them (e.g. gdns.decay).
   """
-  embeddings = _embeddings(spec.model, state.params, graph)
+  embeddings = samplers_base.Embeddings.of(*spec.model.layers(state.params, graph))
   key = jax.random.fold_in(jax.random.fold_in(state.key, 2), state.epoch)
   return state.replace(sampler_state=spec.sampler.refresh(
       state.sampler_state, key, embeddings, data, state.epoch, hparams))

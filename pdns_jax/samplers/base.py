@@ -25,6 +25,7 @@ from typing import Any
 import flax.struct
 import jax
 
+from pdns_jax import models
 from pdns_jax.samplers.pools import SortedSets
 
 
@@ -58,7 +59,8 @@ class Embeddings:
 
   @classmethod
   def of(cls, user_layers: jax.Array, item_layers: jax.Array) -> "Embeddings":
-    return cls(user_layers, item_layers, user_layers.mean(0), item_layers.mean(0))
+    return cls(user_layers, item_layers, models.layer_mean(user_layers),
+               models.layer_mean(item_layers))
 
 
 @flax.struct.dataclass
