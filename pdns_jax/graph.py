@@ -93,13 +93,15 @@ def _sorted_half(major: np.ndarray, minor: np.ndarray, minor_size: int):
   return rows, cols, counts
 
 
-def device_graph(adjacency: sp.csr_matrix, ell: bool | None = None) -> dict:
+def device_graph(adjacency: sp.csr_matrix, ell: bool | None = None,
+                 method: str = "auto") -> dict:
   """The adjacency as device arrays: CSR (indptr), per-edge rows, and the ELL blocks.
 
   Args:
     adjacency: from `normalized_adjacency`.
     ell: also build "ell", the layout of `ell_blocks` (about 1.1x the edges
-      again); None = on CPU, where "auto" may use it (`resolve`).
+      again); None = where `method` resolves to it (`resolve`).
+    method: the run's `config.propagation`.
   """
   adjacency = adjacency.tocsr()
   adjacency.sort_indices()
@@ -111,7 +113,7 @@ def device_graph(adjacency: sp.csr_matrix, ell: bool | None = None) -> dict:
       "values": jnp.asarray(adjacency.data.astype(np.float32, copy=False)),
       "indptr": jnp.asarray(adjacency.indptr.astype(np.int32, copy=False)),
   }
-  if ell or (ell is None and jax.default_backend() == "cpu"):
+  if ell or (ell is None and resolve(method, adjacency.nnz) == "ell"):
     graph["ell"] = jax.tree_util.tree_map(jnp.asarray, ell_blocks(adjacency))
   return graph
 
@@ -335,8 +337,8 @@ def propagate(graph: dict, embeddings: jax.Array, method: str = "auto") -> jax.A
   n = embeddings.shape[0]
   if method == "ell":
     if "ell" not in graph:
-      raise ValueError('config.propagation="ell" needs the ELL layout, built on CPU by '
-                       'default: graph.device_graph(adjacency, ell=True)')
+      raise ValueError('config.propagation="ell" needs the ELL layout: '
+                       'graph.device_graph(adjacency, method="ell") or ell=True')
     return _ell_product(graph["ell"], embeddings)
   if method == "segment_sum":
     messages = embeddings[graph["cols"]] * graph["values"][:, None]

@@ -294,7 +294,7 @@ def build_program(config, split: data_lib.Split | None = None) -> Program:
   graph = None
   if config.model == "lightgcn":
     adjacency = graph_lib.normalized_adjacency(split.train, split.num_users, split.num_items)
-    graph = (graph_lib.device_graph(adjacency) if mesh is None else
+    graph = (graph_lib.device_graph(adjacency, method=config.propagation) if mesh is None else
              mesh_lib.graph_blocks(mesh, adjacency, split.num_users, split.num_items))
   sampler = samplers.build(config, split)
   spec = step_lib.Spec(model=model, sampler=sampler, loss=samplers.loss_name(config),

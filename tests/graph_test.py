@@ -74,7 +74,7 @@ def test_unsorted_pairs_give_the_same_csr_as_sorted_ones():
 
 def test_device_graph_rows_follow_indptr():
   adjacency = graph_lib.normalized_adjacency(_random_pairs(4), 7, 11)
-  graph = graph_lib.device_graph(adjacency)
+  graph = graph_lib.device_graph(adjacency, ell=True)
   np.testing.assert_array_equal(graph["indptr"], adjacency.indptr)
   np.testing.assert_array_equal(graph["rows"], np.nonzero(adjacency.toarray())[0])
   np.testing.assert_array_equal(graph["cols"], adjacency.indices)
@@ -85,7 +85,7 @@ def test_device_graph_rows_follow_indptr():
 def test_every_propagation_is_the_dense_product_and_its_gradient(method):
   pairs = _random_pairs(5)
   dense = _dense(pairs, 7, 11).astype(np.float32)
-  graph = graph_lib.device_graph(graph_lib.normalized_adjacency(pairs, 7, 11))
+  graph = graph_lib.device_graph(graph_lib.normalized_adjacency(pairs, 7, 11), ell=True)
   rng = np.random.default_rng(0)
   embeddings = jnp.asarray(rng.normal(size=(18, 4)), jnp.float32)
   weights = jnp.asarray(rng.normal(size=(18, 4)), jnp.float32)
@@ -98,7 +98,7 @@ def test_every_propagation_is_the_dense_product_and_its_gradient(method):
 
 
 def test_unknown_propagation_names_the_config_field():
-  graph = graph_lib.device_graph(graph_lib.normalized_adjacency(HAND_PAIRS, 2, 3))
+  graph = graph_lib.device_graph(graph_lib.normalized_adjacency(HAND_PAIRS, 2, 3), ell=True)
   with pytest.raises(ValueError, match="config.propagation"):
     graph_lib.propagate(graph, jnp.zeros((5, 2)), "dense")
 
@@ -159,7 +159,7 @@ def test_block_bounds_are_the_least_padding_of_any_grouping():
 def test_ell_with_cut_rows_is_the_dense_product_and_gradient(max_width):
   pairs = _skewed_pairs(1)
   adjacency = graph_lib.normalized_adjacency(pairs, 9, 40)
-  graph = graph_lib.device_graph(adjacency)
+  graph = graph_lib.device_graph(adjacency, ell=True)
   graph["ell"] = jax.tree_util.tree_map(jnp.asarray,
                                         graph_lib.ell_blocks(adjacency, 3, max_width))
   assert graph["ell"]["sums"]
@@ -190,6 +190,16 @@ def test_ell_without_its_layout_says_how_to_build_it():
                              adjacency.toarray() @ np.ones((5, 2)), rtol=1e-6)
   with pytest.raises(ValueError, match="ell=True"):
     graph_lib.propagate(graph, jnp.ones((5, 2)), "ell")
+
+
+def test_the_ell_layout_is_built_where_the_run_asks_for_ell_on_any_backend():
+  # config.propagation="ell" on a GPU once failed: the layout was built on CPU only.
+  adjacency = graph_lib.normalized_adjacency(HAND_PAIRS, 2, 3)
+  graph = graph_lib.device_graph(adjacency, method="ell")
+  np.testing.assert_allclose(graph_lib.propagate(graph, jnp.ones((5, 2)), "ell"),
+                             adjacency.toarray() @ np.ones((5, 2)), rtol=1e-6)
+  assert "ell" not in graph_lib.device_graph(adjacency, method="segment_sum")
+  assert "ell" not in graph_lib.device_graph(adjacency, method="auto")  # a small graph
 
 
 @pytest.mark.parametrize("devices", [1, 3, 4])

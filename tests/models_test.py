@@ -37,7 +37,8 @@ def test_lightgcn_layers_and_mean_pooling_match_a_dense_reference(propagation, n
   model = models.Model(kind="lightgcn", num_users=NUM_USERS, num_items=NUM_ITEMS,
                        embed_dim=DIM, num_layers=num_layers, propagation=propagation)
   params = model.init(jax.random.PRNGKey(1))
-  graph = graph_lib.device_graph(graph_lib.normalized_adjacency(PAIRS, NUM_USERS, NUM_ITEMS))
+  graph = graph_lib.device_graph(graph_lib.normalized_adjacency(PAIRS, NUM_USERS, NUM_ITEMS),
+                                 ell=True)
   users, items = model.layers(params, graph)
   assert users.shape == (num_layers + 1, NUM_USERS, DIM)
   assert items.shape == (num_layers + 1, NUM_ITEMS, DIM)
@@ -62,7 +63,8 @@ def test_layer_mean_is_the_mean_over_hops():
 
 
 def test_lightgcn_parameter_gradients_agree_across_propagations():
-  graph = graph_lib.device_graph(graph_lib.normalized_adjacency(PAIRS, NUM_USERS, NUM_ITEMS))
+  graph = graph_lib.device_graph(graph_lib.normalized_adjacency(PAIRS, NUM_USERS, NUM_ITEMS),
+                                 ell=True)
   grads = {}
   for propagation in ("ell", "segment_sum", "bcsr"):
     model = models.Model(kind="lightgcn", num_users=NUM_USERS, num_items=NUM_ITEMS,
