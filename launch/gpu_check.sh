@@ -33,10 +33,9 @@ if compgen -G ".whl/*.whl" > /dev/null && ! "$PY" -c "import ml_collections" 2> 
     --target /tmp/site .whl/*.whl && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 # The scripts import pdns_jax, configs and launch as installed packages
-# (`pip install -r requirements.txt`); a bare copy of the repo imports them from here.
-if ! "$PY" -c "import pdns_jax, configs, launch" 2> /dev/null; then
-  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-fi
+# (`pip install -r requirements.txt`); a bare copy of the repo imports them from
+# here (`python -c` would find them in the working directory either way).
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 OUT="${OUT:-/tmp/gpu_check}"
 LOGS=/tmp/gpu_check_logs  # one file per step; joined into $OUT/logs.txt as we go
 mkdir -p "$OUT" "$LOGS"
@@ -108,7 +107,8 @@ step gowalla_ell 60 "${BENCH[@]}" "${GOWALLA[@]}" --config.propagation=ell --epo
 run_ml100k() {  # run_ml100k WORKDIR [FLAGS...]
   local dir=$1; shift
   "$PY" -m pdns_jax.main --config=configs/ml100k.py --config.num_epochs=3 \
-    --config.eval_every=1 --config.progress=False --workdir="$dir" "$@" &&
+    --config.eval_every=1 --config.progress=False --config.tensorboard=False \
+    --workdir="$dir" "$@" &&
   "$PY" -c "import json, sys; s = json.load(open(sys.argv[1])); print(sys.argv[1], json.dumps(s)[:600])" \
     "$dir/summary.json"
 }

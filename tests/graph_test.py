@@ -90,11 +90,13 @@ def test_every_propagation_is_the_dense_product_and_its_gradient(method):
   embeddings = jnp.asarray(rng.normal(size=(18, 4)), jnp.float32)
   weights = jnp.asarray(rng.normal(size=(18, 4)), jnp.float32)
   propagate = jax.jit(graph_lib.propagate, static_argnames="method")
+  # References in numpy: a jnp product would run in TF32 on a GPU.
   np.testing.assert_allclose(propagate(graph, embeddings, method=method),
-                             dense @ embeddings, rtol=1e-5, atol=1e-6)
+                             dense @ np.asarray(embeddings), rtol=1e-5, atol=1e-6)
   # Backward: the gradient of <A x, w> is A^T w = A w (A is symmetric).
   grad = jax.grad(lambda x: jnp.sum(graph_lib.propagate(graph, x, method) * weights))
-  np.testing.assert_allclose(grad(embeddings), dense.T @ weights, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(grad(embeddings), dense.T @ np.asarray(weights), rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_unknown_propagation_names_the_config_field():
@@ -167,7 +169,8 @@ def test_ell_with_cut_rows_is_the_dense_product_and_gradient(max_width):
   rng = np.random.default_rng(1)
   x = jnp.asarray(rng.normal(size=(49, 5)), jnp.float32)
   two_layers = lambda x: graph_lib.propagate(graph, graph_lib.propagate(graph, x, "ell"), "ell")
-  np.testing.assert_allclose(jax.jit(two_layers)(x), dense @ dense @ x, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(jax.jit(two_layers)(x), dense @ dense @ np.asarray(x), rtol=1e-5,
+                             atol=1e-6)
   grad = jax.grad(lambda x: jnp.sum(jnp.sin(two_layers(x))))(x)
   expected = dense.T @ (dense.T @ np.cos(dense @ dense @ np.asarray(x)))
   np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5)
