@@ -189,9 +189,11 @@ def time_program(program: program_lib.Program, *, epochs: int, warmup: int,
   hparams, graph = program.hparams, program.graph
   if epochs > 0:
     epoch, out["compile_seconds"] = _compiled(program.epoch_fn, state, hparams, data, graph)
-    seconds = []
+    _print("epoch_compiled_seconds", out["compile_seconds"])  # as it goes: a cut-off run
+    seconds = []                                               # still says how far it got
     for i in range(warmup + epochs):
       (state, _), elapsed = _timed(epoch, state, hparams, data, graph)
+      _print(f"epoch_{i}_seconds", elapsed)
       if i >= warmup:
         seconds.append(elapsed)
     out["train_epoch_seconds"] = float(np.median(seconds))
