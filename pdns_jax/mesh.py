@@ -15,6 +15,7 @@ spans them all.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
@@ -90,6 +91,27 @@ def put_replicated(mesh: Mesh | None, tree):
   if mesh is None:
     return tree
   return jax.device_put(tree, replicated(mesh, tree))
+
+
+def put_rows(mesh: Mesh | None, array: np.ndarray) -> jax.Array:
+  """A host array split by rows over the mesh, padded with zeros to a multiple of
+  its devices; each process copies only the rows of its own devices.
+
+  For the training pairs: an epoch gathers its batches from them by a global
+  permutation, so the draws do not depend on the device count. None: the
+  array whole on the default device.
+  """
+  if mesh is None:
+    return jnp.asarray(array)
+  rows = array.shape[0] + -array.shape[0] % mesh.size
+  sharding = NamedSharding(mesh, P(AXIS))
+
+  def rows_of(index):  # this device's slice of the padded array
+    start, stop, _ = index[0].indices(rows)
+    part = array[start:min(stop, array.shape[0])]
+    return np.concatenate([part, np.zeros((stop - start - len(part),) + array.shape[1:],
+                                          array.dtype)])
+  return jax.make_array_from_callback((rows,) + array.shape[1:], sharding, rows_of)
 
 
 def graph_blocks(mesh: Mesh, adjacency, num_users: int, num_items: int) -> dict:

@@ -252,11 +252,18 @@ class Program:
   @functools.cached_property
   def _stage_independent(self) -> samplers_base.TrainData:
     """The parts of TrainData no reveal changes, built once (exclude: stage 0)."""
-    split = self.split
-    return mesh_lib.put_replicated(self.spec.mesh, samplers_base.TrainData(
-        users=jnp.asarray(split.train[:, 0]), items=jnp.asarray(split.train[:, 1]),
-        exclude=self._exclusion(0),
-        false_negatives=pools.sorted_sets(split.fn, split.num_users)))
+    split, mesh = self.split, self.spec.mesh
+    sets = mesh_lib.put_replicated(mesh, (self._exclusion(0),
+                                          pools.sorted_sets(split.fn, split.num_users)))
+    data = samplers_base.TrainData(  # the pairs split by rows over a mesh
+        users=mesh_lib.put_rows(mesh, np.ascontiguousarray(split.train[:, 0])),
+        items=mesh_lib.put_rows(mesh, np.ascontiguousarray(split.train[:, 1])),
+        exclude=sets[0], false_negatives=sets[1], num_pairs=len(split.train))
+    if mesh is not None:
+      held = sum(shard.data.shape[0] for shard in data.users.addressable_shards)
+      logging.info("training pairs: %d, split by rows over %d devices; this process "
+                   "holds %d rows", len(split.train), mesh.size, held)
+    return data
 
   def _exclusion(self, stage: int) -> pools.SortedSets:
     split, reveals = self.split, self.reveals

@@ -111,3 +111,34 @@ def test_padded_tables_keep_the_real_rows_and_bad_meshes_are_refused(tmp_path):
   with pytest.raises(config_lib.ConfigError, match="config.mesh"):
     train.train_and_evaluate(c, tmp_path)
   assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+PAIRS_SCRIPT = r'''
+import json, tempfile
+from configs import synthetic
+from pdns_jax import program, train
+out = {}
+for sampler in ("srns", "gdns", "adasir_u"):  # the samplers that read every pair
+  for mesh in ("", "data=8"):
+    c = synthetic.get_config("smoke"); c.unlock()
+    c.update(tensorboard=False, model="mf", sampler=sampler, mesh=mesh, num_epochs=2,
+             batch_size=128, eval_every=2)
+    c.lock()
+    with tempfile.TemporaryDirectory() as d:
+      s = train.train_and_evaluate(c, d)
+    out[f"{sampler}/{mesh}"] = [s[k] for k in ("best_epoch", "valid/recall@50",
+                                               "test/recall@50", "test/ndcg@50")]
+data = program.build_program(c).train_data()
+out["pairs"] = [data.num_pairs, data.users.shape[0],
+                [shard.data.shape[0] for shard in data.users.addressable_shards]]
+print("RESULT " + json.dumps(out))
+'''
+
+
+def test_the_training_pairs_are_split_by_rows_and_samplers_reading_them_agree():
+  out = _on_eight_devices(PAIRS_SCRIPT)
+  num_pairs, rows, per_device = out.pop("pairs")
+  assert rows % 8 == 0 and num_pairs <= rows < num_pairs + 8  # padded to 8 devices
+  assert per_device == [rows // 8] * 8  # each device holds its eighth, not a copy
+  for sampler in ("srns", "gdns", "adasir_u"):
+    assert out[f"{sampler}/data=8"] == pytest.approx(out[f"{sampler}/"], abs=1e-5), sampler

@@ -12,6 +12,7 @@ paired runs, 62 s for the kill test, 12 s for the count mismatch.
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -98,6 +99,12 @@ def test_two_processes_train_the_same_run_as_one(runs):
   lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [l["epoch"] for l in lines] == list(range(1, FIELDS["num_epochs"] + 1))
   assert "final" in results[0][1] and "final" not in results[1][1]
+  # Each process holds only its half of the training pairs on its device.
+  held = [re.search(r"training pairs: (\d+), split by rows over 2 devices; this process "
+                    r"holds (\d+) rows", stderr) for _, _, stderr in results]
+  assert all(held), results[0][2][-2000:]
+  for match in held:
+    assert int(match[2]) == -(-int(match[1]) // 2)
 
 
 def _steps(workdir: pathlib.Path) -> list[int]:

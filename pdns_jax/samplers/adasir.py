@@ -205,7 +205,7 @@ class AdaSIR(Sampler):
     user_e = jax.lax.stop_gradient(embeddings.user)
     item_e = jax.lax.stop_gradient(embeddings.item)
     # Popularity from the training pairs; a few O(N + I) ops per epoch.
-    table = (popularity_table(jnp.bincount(data.items, length=self.num_items))
+    table = (popularity_table(jnp.bincount(data.pairs()[1], length=self.num_items))
              if self.popularity else None)
     draw_key, merge_key = jax.random.split(key)
 

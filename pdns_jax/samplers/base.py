@@ -31,12 +31,24 @@ from pdns_jax.samplers.pools import SortedSets
 
 @flax.struct.dataclass
 class TrainData:
-  """Device arrays an epoch reads: training pairs and the per-user sorted sets."""
+  """Device arrays an epoch reads: training pairs and the per-user sorted sets.
+
+  Over a device mesh the pairs are split by rows, so each device (and each
+  process) holds only its share, padded to a multiple of the device count:
+  `num_pairs` counts the real ones (None: all), and a sampler that reads every
+  pair takes them from `pairs()`.
+  """
 
   users: jax.Array
   items: jax.Array
   exclude: SortedSets  # never drawn as negatives: train (+ revealed FN)
   false_negatives: SortedSets  # FN set, for the hit rate
+  num_pairs: int | None = flax.struct.field(pytree_node=False, default=None)
+
+  def pairs(self) -> tuple[jax.Array, jax.Array]:
+    """(users, items) of the training pairs, without the mesh's padding rows."""
+    n = self.users.shape[0] if self.num_pairs is None else self.num_pairs
+    return self.users[:n], self.items[:n]
 
 
 @flax.struct.dataclass

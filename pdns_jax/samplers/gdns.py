@@ -129,7 +129,7 @@ class GDNS(Sampler):
     num_users = state["cand"].shape[0]
     # Tracked items revealed as false negatives since are marked, never picked.
     cand = mark_excluded(state["cand"], data)
-    positives, valid = positive_table(key, data.users, data.items, num_users, self.positives)
+    positives, valid = positive_table(key, *data.pairs(), num_users, self.positives)
     hardness = expected_hardness(user=jax.lax.stop_gradient(embeddings.user),
                                  item=jax.lax.stop_gradient(embeddings.item),
                                  cand=stored_items(cand), positives=positives, valid=valid)

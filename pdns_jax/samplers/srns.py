@@ -166,7 +166,7 @@ def mark_excluded(cand: jax.Array, data) -> jax.Array:
     excluded = jax.vmap(jax.vmap(contains, (None, None, 0)), (None, 0, 0))(
         data.exclude, jnp.arange(cand.shape[0]), items)
     return jnp.where(excluded, -1 - items, items)
-  grown = data.exclude.indptr[-1] > data.users.shape[0]
+  grown = data.exclude.indptr[-1] > data.pairs()[0].shape[0]
   return jax.lax.cond(grown, check, lambda c: c, cand)
 
 
@@ -242,9 +242,10 @@ class SRNS(Sampler):
 
     user = jax.lax.stop_gradient(embeddings.user)
     item = jax.lax.stop_gradient(embeddings.item)
-    pair_scores = jnp.sum(user[data.users] * item[data.items], -1)
-    degree = jnp.zeros((num_users,), jnp.float32).at[data.users].add(1.0)
-    mean_positive = (jnp.zeros((num_users,), pair_scores.dtype).at[data.users]
+    pair_users, pair_items = data.pairs()
+    pair_scores = jnp.sum(user[pair_users] * item[pair_items], -1)
+    degree = jnp.zeros((num_users,), jnp.float32).at[pair_users].add(1.0)
+    mean_positive = (jnp.zeros((num_users,), pair_scores.dtype).at[pair_users]
                      .add(pair_scores) / jnp.maximum(degree, 1.0))
     snapshot = jax.nn.sigmoid(candidate_scores(user, item, stored_items(cand))
                               - mean_positive[:, None])
