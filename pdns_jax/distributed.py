@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 
 from absl import logging
 import jax
@@ -69,10 +70,15 @@ def initialize(config) -> None:
   if settings.timeout_s < 1:
     raise ConfigError(f"config.distributed.timeout_s: must be >= 1 (got {settings.timeout_s})")
   if not jax.distributed.is_initialized():
+    if settings.process_id == 0:
+      _check_port_free(settings.coordinator_address)
     # XLA's CPU client has no cross-process collectives without gloo; other
     # backends ignore the setting.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     timeout = int(settings.timeout_s)
+    # Past the timeout JAX's C++ ends the process (DEADLINE_EXCEEDED), not Python.
+    logging.info("process %d of %d: joining %s, waiting up to %d s for the others",
+                 settings.process_id, count, settings.coordinator_address, timeout)
     try:
       jax.distributed.initialize(settings.coordinator_address, num_processes=count,
                                  process_id=int(settings.process_id),
@@ -91,6 +97,26 @@ def initialize(config) -> None:
     logging.info("process %d of %d joined %s", jax.process_index(), jax.process_count(),
                  settings.coordinator_address)
   _check_agreement(config, count)
+
+
+def _check_port_free(address: str) -> None:
+  """Process 0 hosts the coordinator: its port must be free before JAX takes it.
+
+  A second process 0 (a repeated process_id), or another program on the port,
+  would otherwise end every process in an abort from JAX's C++ after the
+  timeout, with no line naming the cause. (gRPC shares ports between its own
+  servers, so only a plain bind sees the first one.)
+  """
+  port = int(address.rsplit(":", 1)[1])
+  with socket.socket(socket.AF_INET6 if ":" in address.rsplit(":", 1)[0] else
+                     socket.AF_INET) as probe:
+    try:
+      probe.bind(("", port))
+    except OSError as e:
+      raise ConfigError(
+          f"config.distributed.coordinator_address: port {port} is in use here ({e.strerror}): "
+          "is another process 0 of this run (a repeated process_id) or another program "
+          "listening there? Give each process its own process_id, or pick a free port") from None
 
 
 def _fingerprint(config) -> str:

@@ -166,3 +166,23 @@ def test_impossible_distributed_fields_are_refused_before_jax_starts(tmp_path):
       train.train_and_evaluate(c, tmp_path / "run")
     assert not (tmp_path / "run").exists()
   assert not distributed.jax.distributed.is_initialized()
+
+
+def test_a_second_process_zero_is_refused_before_jax_starts(tmp_path):
+  # A repeated process_id 0 finds the coordinator's port taken (gRPC would
+  # share it and both processes would end in an abort after the timeout).
+  with socket.socket() as taken:
+    taken.bind(("", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    c = synthetic_config.get_config("smoke")
+    c.unlock()
+    c.distributed.update(num_processes=2, process_id=0,
+                         coordinator_address=f"127.0.0.1:{port}")
+    with pytest.raises(config_lib.ConfigError,
+                       match=f"coordinator_address: port {port} is in use"):
+      distributed.initialize(c)
+    with pytest.raises(config_lib.ConfigError, match="process_id"):
+      train.train_and_evaluate(c, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+  assert not distributed.jax.distributed.is_initialized()
