@@ -26,7 +26,8 @@ Figures on the development machine's 2-core CPU (shared, load 3-6; medians):
     5.9 s, test set alone 3.5 s.
   Graph of 1M users x 1M items x 50M training pairs (100M edges): 3-8 s, 3.6 GB
     peak RSS for the whole process.
-launch/gpu_check.sh measures the GPU targets.
+launch/gpu_check.sh measures the GPU targets (one H200's figures: results/gpu_h200/).
+--scaling lives in launch/scaling.py, the timing and memory helpers in launch/measure.py.
 
 Lines printed: backend, devices, data, shapes (users, items, train interactions,
 embed_dim, layers, pool_size, batch_size, replicas), compile_seconds (train
@@ -46,16 +47,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import math
-import os
-import pathlib
-import re
-import resource
-import subprocess
 import sys
-import time
-from typing import Any, Callable
 
 from absl import flags
 import jax
@@ -63,17 +56,16 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 
+from launch import measure
+from launch import scaling as scaling_lib
 from pdns_jax import cli
 from pdns_jax import data as data_lib
 from pdns_jax import evaluate as eval_lib
 from pdns_jax import graph as graph_lib
-from pdns_jax import mesh as mesh_lib
 from pdns_jax import models
 from pdns_jax import program as program_lib
 from pdns_jax import samplers
-from pdns_jax import step as step_lib
 from pdns_jax.data import core as data_core
-from pdns_jax.data import synthetic
 
 # Item popularity of the random graph: item = floor(num_items * u ** ITEM_SKEW),
 # u uniform, so the density falls as x^(1/ITEM_SKEW - 1): a long tail like
@@ -161,19 +153,6 @@ def training_graph(split: data_lib.Split, ell: bool | None = None) -> dict:
 # Timing.
 
 
-def _timed(fn: Callable, *args) -> tuple[Any, float]:
-  """(fn(*args), seconds), waiting for every output to be computed."""
-  start = time.perf_counter()
-  out = jax.block_until_ready(fn(*args))
-  return out, time.perf_counter() - start
-
-
-def _compiled(jitted: Callable, *args) -> tuple[Callable, float]:
-  """Ahead-of-time compiles `jitted` for these arguments: (executable, seconds)."""
-  start = time.perf_counter()
-  executable = jitted.lower(*args).compile()
-  return executable, time.perf_counter() - start
-
 
 def time_program(program: program_lib.Program, *, epochs: int, warmup: int,
                  eval_repeats: int) -> dict:
@@ -188,12 +167,12 @@ def time_program(program: program_lib.Program, *, epochs: int, warmup: int,
   state, data = program.init_state(), program.train_data()
   hparams, graph = program.hparams, program.graph
   if epochs > 0:
-    epoch, out["compile_seconds"] = _compiled(program.epoch_fn, state, hparams, data, graph)
-    _print("epoch_compiled_seconds", out["compile_seconds"])  # as it goes: a cut-off run
+    epoch, out["compile_seconds"] = measure.compiled(program.epoch_fn, state, hparams, data, graph)
+    measure.print_figure("epoch_compiled_seconds", out["compile_seconds"])  # as it goes: a cut-off run
     seconds = []                                               # still says how far it got
     for i in range(warmup + epochs):
-      (state, _), elapsed = _timed(epoch, state, hparams, data, graph)
-      _print(f"epoch_{i}_seconds", elapsed)
+      (state, _), elapsed = measure.timed(epoch, state, hparams, data, graph)
+      measure.print_figure(f"epoch_{i}_seconds", elapsed)
       if i >= warmup:
         seconds.append(elapsed)
     out["train_epoch_seconds"] = float(np.median(seconds))
@@ -202,17 +181,17 @@ def time_program(program: program_lib.Program, *, epochs: int, warmup: int,
                                out["train_epoch_seconds"])
   if eval_repeats > 0:
     valid, test = program.valid_set, program.test_set
-    evaluate, out["eval_compile_seconds"] = _compiled(
+    evaluate, out["eval_compile_seconds"] = measure.compiled(
         program.eval_fn, state.params, graph, valid, test)
     model, topk = program.spec.model, program.topk
     chunk = program.config.eval_item_chunk
-    test_only, _ = _compiled(jax.jit(jax.vmap(
+    test_only, _ = measure.compiled(jax.jit(jax.vmap(
         lambda params, graph, test: eval_lib.evaluate(*model.embed(params, graph), test, topk,
                                                       item_chunk=chunk),
         in_axes=(0, None, None))), state.params, graph, test)
     for name, fn, args in (("eval_seconds", evaluate, (state.params, graph, valid, test)),
                            ("eval_test_seconds", test_only, (state.params, graph, test))):
-      seconds = [_timed(fn, *args)[1] for _ in range(warmup + eval_repeats)]
+      seconds = [measure.timed(fn, *args)[1] for _ in range(warmup + eval_repeats)]
       out[name] = float(np.median(seconds[warmup:]))
   return out
 
@@ -239,11 +218,11 @@ def propagation_seconds(model: models.Model, graph: dict, repeats: int) -> dict:
 
     # The graph is an argument, not a closed-over constant that XLA would fold.
     steps[method] = jax.jit(jax.value_and_grad(loss))
-    _timed(steps[method], params, graph)  # compile
+    measure.timed(steps[method], params, graph)  # compile
   seconds = {method: [] for method in steps}
   for _ in range(repeats):
     for method, step in steps.items():
-      seconds[method].append(_timed(step, params, graph)[1])
+      seconds[method].append(measure.timed(step, params, graph)[1])
   return {method: float(np.median(s)) for method, s in seconds.items()}
 
 
@@ -255,354 +234,10 @@ def replica_config(config, num_replicas: int):
   return config
 
 
-# ----------------------------------------------------------------------------
-# Memory.
-
-
-def _rss_peak_reset() -> bool:
-  """Restarts the kernel's peak-RSS counter (VmHWM) where Linux allows it."""
-  try:
-    with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")
-    return True
-  except OSError:
-    return False
-
-
-def _max_rss_bytes() -> int:
-  """Peak resident memory of this process over its whole life."""
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
-def _rss_peak_bytes() -> int:
-  """Peak resident memory of this process: VmHWM (resettable), else ru_maxrss."""
-  try:
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith("VmHWM:"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return _max_rss_bytes()
-
-
-def peak_memory() -> tuple[int, str]:
-  """(bytes, source): the device's peak if the backend reports it, else host RSS."""
-  stats = jax.devices()[0].memory_stats() or {}
-  if "peak_bytes_in_use" in stats:
-    return int(stats["peak_bytes_in_use"]), "device peak_bytes_in_use"
-  return _max_rss_bytes(), "host peak RSS (ru_maxrss)"
-
-
-# ----------------------------------------------------------------------------
-# Scaling: epoch, evaluation and memory against the number of interactions.
-
-# Users and items per size: num_interactions / SCALING_DEGREE each, so the mean
-# degree stays at the web config's 50 (1M x 1M x 50M) and every table grows
-# linearly with the interactions.
-SCALING_DEGREE = 50
-SCALING_MODELS = ("mf", "lightgcn")
-
-
-def scaling_config(config, num_interactions: int, model: str):
-  """The zipf config of one scaling point: d 64, batch 2048, PDNS H 32, paper split."""
-  config = copy.deepcopy(config)
-  size = max(num_interactions // SCALING_DEGREE, 1)
-  config.dataset, config.split, config.model, config.sampler = "synthetic", "paper", model, "pdns"
-  config.synthetic.kind = "zipf"
-  config.synthetic.num_users = config.synthetic.num_items = size
-  config.synthetic.num_interactions = num_interactions
-  config.embed_dim, config.batch_size, config.pool_size = 64, 2048, 32
-  config.num_replicas, config.replica_sweep = 1, ""
-  return config
-
-
-def sample_eval_set(split: data_lib.Split, num_users: int, batch_size: int,
-                    seed: int) -> tuple[eval_lib.EvalSet, int]:
-  """The test evaluation of a fixed random sample of `num_users` test users.
-
-  Returns:
-    (the EvalSet, the number of test users it samples from).
-  """
-  test_users = np.unique(split.test[:, 0])
-  chosen = np.random.default_rng(seed).choice(
-      test_users, min(num_users, len(test_users)), replace=False)
-  keep = np.zeros(split.num_users, bool)
-  keep[chosen] = True
-  data = eval_lib.eval_set(targets=split.test[keep[split.test[:, 0]]],
-                           excluded=[split.train, split.valid], num_users=split.num_users,
-                           batch_size=batch_size)
-  return data, len(test_users)
-
-
-def time_scaling_model(config, split: data_lib.Split, *, steps: int,
-                       eval_users: int) -> dict:
-  """Times `steps` training steps (extrapolated to an epoch) and a sampled evaluation.
-
-  The epoch program runs over the first steps x batch_size training pairs
-  (shuffled) with the full graph, tables and exclusion sets, so one step costs
-  what it costs in a full epoch; it runs once untimed after compiling, then
-  once timed.
-
-  Returns:
-    {"epoch_seconds", "step_seconds", "eval_seconds" (the sample),
-     "eval_all_seconds" (scaled to every test user), "eval_users",
-     "compile_seconds"}.
-  """
-  program = program_lib.build_program(config, split)
-  spec = program.spec
-  steps = max(1, min(steps, -(-spec.num_train // spec.batch_size)))
-  short = dataclasses.replace(spec, num_train=min(spec.num_train, steps * spec.batch_size))
-  epoch_fn = jax.jit(jax.vmap(functools.partial(step_lib.train_epoch, spec=short),
-                              in_axes=(0, 0, None, None)), donate_argnums=0)
-  state, data, graph = program.init_state(), program.train_data(), program.graph
-  epoch, compile_seconds = _compiled(epoch_fn, state, program.hparams, data, graph)
-  (state, _), _ = _timed(epoch, state, program.hparams, data, graph)
-  (state, _), seconds = _timed(epoch, state, program.hparams, data, graph)
-  step_seconds = seconds / steps
-  num_batches = -(-spec.num_train // spec.batch_size)
-
-  test, num_test_users = sample_eval_set(split, eval_users, config.eval_batch_size,
-                                         config.data_seed)
-  model, topk, chunk = spec.model, program.topk, config.eval_item_chunk
-  params = jax.tree_util.tree_map(lambda x: x[0], state.params)
-  evaluate, _ = _compiled(jax.jit(
-      lambda params, graph, test: eval_lib.evaluate(*model.embed(params, graph), test, topk,
-                                                    item_chunk=chunk)), params, graph, test)
-  _timed(evaluate, params, graph, test)
-  _, eval_seconds = _timed(evaluate, params, graph, test)
-  sampled = int(jnp.sum(test.real))
-  return {"epoch_seconds": step_seconds * num_batches, "step_seconds": step_seconds,
-          "eval_seconds": eval_seconds,
-          "eval_all_seconds": eval_seconds * num_test_users / max(sampled, 1),
-          "eval_users": sampled, "compile_seconds": compile_seconds}
-
-
-def scaling_point(config, num_interactions: int, *, models: tuple[str, ...], steps: int,
-                  eval_users: int) -> None:
-  """Measures one size (run in its own process, so its peak RSS is its own).
-
-  Prints one `scaling_row:` line per model: key=value pairs.
-  """
-  first = scaling_config(config, num_interactions, models[0])
-  split, data_seconds = _timed(data_lib.load_split, first, False)
-  _print("data", f"{split.name}: {split.num_users} users x {split.num_items} items, "
-         f"{len(split.train)} train pairs ({data_seconds:.1f} s to generate and split)")
-  for model in models:
-    _rss_peak_reset()
-    row = time_scaling_model(scaling_config(config, num_interactions, model), split,
-                             steps=steps, eval_users=eval_users)
-    mesh = mesh_lib.make_mesh(config.mesh)
-    row.update(interactions=num_interactions, model=model,
-               devices=1 if mesh is None else mesh.size, users=split.num_users,
-               items=split.num_items, train=len(split.train), data_seconds=data_seconds,
-               peak_rss_bytes=_rss_peak_bytes())
-    print("scaling_row: " + " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-                                     for k, v in row.items()), flush=True)
-
-
-def fitted_exponent(sizes, seconds) -> float:
-  """Slope of log(seconds) against log(sizes): seconds ∝ size^slope."""
-  if len(sizes) < 2:
-    return float("nan")
-  return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
-
-
-def _predicted_peak(rows: list[dict], num_interactions: int,
-                    devices: int) -> tuple[int, str]:
-  """Peak RSS expected at this size on `devices`: linear from the largest point
-  measured on as many devices, else the data's own estimate."""
-  rows = [r for r in rows if r.get("devices", 1) == devices]
-  if rows:
-    largest = max(rows, key=lambda r: r["interactions"])
-    per = max(r["peak_rss_bytes"] for r in rows if r["interactions"] == largest["interactions"])
-    return (int(1.2 * per / largest["interactions"] * num_interactions),
-            f"1.2 x linear from the {largest['interactions']:,}-interaction point")
-  size = max(num_interactions // SCALING_DEGREE, 1)
-  return (2 * synthetic.zipf_memory_estimate(size, size, num_interactions),
-          "2 x the data's own estimate")
-
-
-def _scaling_table(rows: list[dict]) -> list[str]:
-  lines = ["| interactions | model | devices | users = items | train pairs | epoch s | "
-           "step s | eval s (sample) | users sampled | eval s (all, scaled) | "
-           "peak RSS GiB |", "|" + "---|" * 11]
-  for r in rows:
-    lines.append(
-        f"| {r['interactions']:,} | {r['model']} | {r.get('devices', 1)} | {r['users']:,} | "
-        f"{r['train']:,} | "
-        f"{r['epoch_seconds']:.3g} | {r['step_seconds']:.3g} | {r['eval_seconds']:.3g} | "
-        f"{r['eval_users']:,} | {r['eval_all_seconds']:.3g} | "
-        f"{r['peak_rss_bytes'] / 2**30:.2f} |")
-  return lines
-
-
-def write_scaling(rows: list[dict], exponents: dict, out_dir: str, command: str,
-                  notes: list[str], steps: int, eval_users: int) -> None:
-  """scaling.md (command, table, exponents, notes) and scaling.png (log-log)."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  out = pathlib.Path(out_dir)
-  out.mkdir(parents=True, exist_ok=True)
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  for ax, key, title in ((axes[0], "epoch_seconds", "epoch (extrapolated)"),
-                         (axes[1], "eval_seconds", f"evaluation ({eval_users} users)")):
-    for group in exponents:
-      mine = [r for r in rows if _group(r) == group]
-      sizes = [r["interactions"] for r in mine]
-      ax.loglog(sizes, [r[key] for r in mine], "o-",
-                label=f"{group} (exponent {exponents[group][key]:.2f})")
-    ax.set_xlabel("interactions")
-    ax.set_ylabel("seconds")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-  fig.tight_layout()
-  fig.savefig(out / "scaling.png", dpi=120)
-  plt.close(fig)
-  text = ["# Scaling with the number of interactions", "",
-          f"Command (from the repo root, {jax.default_backend()}, "
-          f"{jax.device_count()} device(s), {os.cpu_count()} CPU cores):", "",
-          f"    {command}", "",
-          "Zipf data (`config.synthetic.kind = \"zipf\"`, user exponent 0.6, item "
-          f"exponent 0.8), users = items = interactions / {SCALING_DEGREE}, paper split "
-          "(random 8:1:1); PDNS H 32, d 64, batch 2048. Epoch seconds: "
-          f"{steps} timed steps (after one untimed run of them) times the steps of an "
-          f"epoch. Evaluation: test Recall/NDCG of a fixed random sample of {eval_users} "
-          "test users, items in chunks of config.eval_item_chunk (embeddings "
-          "computed inside, so LightGCN's includes one propagation); the scaled column "
-          "multiplies by the number of test users. Peak RSS: VmHWM of the point's own "
-          "process (reset before each model), so it includes the data.", "",
-          *_scaling_table(rows), "",
-          "Fitted exponents (seconds ∝ interactions^e):", ""]
-  for group, fits in exponents.items():
-    text.append(f"- {group}: epoch {fits['epoch_seconds']:.2f}, step "
-                f"{fits['step_seconds']:.2f}, evaluation {fits['eval_seconds']:.2f}")
-  text += ["", "An epoch has steps in proportion to the interactions and every step "
-           "touches whole tables (Adam's dense update of both embedding tables; "
-           "LightGCN's propagation over every edge), so epoch seconds grow about as "
-           "the square: the step exponent is the per-step cost."]
-  text += ["", *[f"- {n}" for n in notes]] if notes else []
-  (out / "scaling.md").write_text("\n".join(text) + "\n")
-
-
-def _scaling_run(size: int, devices: int, *, models: tuple[str, ...], steps: int,
-                 eval_users: int, timeout: int) -> tuple[list[dict], str]:
-  """One size on `devices` (forced host) devices in its own process.
-
-  Returns:
-    (its rows, "") or ([], why it was skipped).
-  """
-  argv = [sys.executable, os.path.abspath(__file__), f"--scaling_point={size}",
-          f"--scaling_models={','.join(models)}", f"--scaling_steps={steps}",
-          f"--scaling_eval_users={eval_users}"] + [
-              a for a in sys.argv[1:] if a.startswith("--config")]
-  env = dict(os.environ)
-  if devices > 1:
-    argv.append(f"--config.mesh=data={devices}")
-    if jax.default_backend() == "cpu":
-      env["XLA_FLAGS"] = " ".join(
-          [env.get("XLA_FLAGS", ""), f"--xla_force_host_platform_device_count={devices}"])
-  where = f"{size:,} interactions on {devices} device(s)"
-  try:
-    done = subprocess.run(argv, text=True, capture_output=True, timeout=timeout, env=env,
-                          check=False)
-  except subprocess.TimeoutExpired:
-    return [], f"skipped {where}: ran past {timeout} s"
-  found = re.findall(r"^scaling_row: (.*)$", done.stdout, re.M)
-  if done.returncode != 0 or not found:
-    return [], (f"skipped {where}: exit status {done.returncode}: "
-                f"{done.stderr.strip().splitlines()[-1:] or ''}")
-  rows = []
-  for line in found:
-    row = {}
-    for pair in line.split():
-      key, value = pair.split("=", 1)
-      row[key] = value if key == "model" else float(value)
-    for key in ("interactions", "devices", "users", "items", "train", "eval_users",
-                "peak_rss_bytes"):
-      row[key] = int(row[key])
-    rows.append(row)
-  return rows, ""
-
-
-def scaling(config, sizes: list[int], *, models: tuple[str, ...], steps: int,
-            eval_users: int, devices: list[int], out_dir: str, point_timeout: int,
-            command: str) -> None:
-  """Runs each size in its own process, prints the table and exponents, writes results.
-
-  A size whose predicted peak exceeds the memory available now, or whose
-  process fails or runs past `point_timeout`, is skipped with its reason printed.
-  """
-  notes, rows, stopped = [], [], set()
-  for size in sizes:
-    for count in devices:
-      if count in stopped:
-        continue
-      predicted, how = _predicted_peak(rows, size, count)
-      available = synthetic.available_memory()
-      if available and predicted > available:
-        reason = (f"skipped {size:,} interactions on {count} device(s): predicted peak "
-                  f"{predicted / 2**30:.1f} GiB ({how}) > {available / 2**30:.1f} GiB "
-                  "available")
-        _print("scaling_skip", reason)
-        notes.append(reason)
-        continue
-      found, reason = _scaling_run(size, count, models=models, steps=steps,
-                                   eval_users=eval_users, timeout=point_timeout)
-      if reason:
-        _print("scaling_skip", reason)
-        notes.append(reason)
-        if "ran past" in reason:
-          stopped.add(count)  # larger sizes take longer still
-        continue
-      for row in found:
-        rows.append(row)
-        _print("scaling_point", f"{size} {row['model']} devices={row['devices']} "
-               f"epoch_seconds={row['epoch_seconds']:.4g} "
-               f"eval_seconds={row['eval_seconds']:.4g} "
-               f"peak_rss_gib={row['peak_rss_bytes'] / 2**30:.3g}")
-    if rows:  # written after every size, so a later one that is stopped loses nothing
-      write_scaling(rows, _exponents(rows), out_dir, command, notes, steps, eval_users)
-  if not rows:
-    raise data_lib.DataError("--scaling: no size could be measured")
-  for line in _scaling_table(rows):
-    print(line)
-  for group, fits in _exponents(rows).items():
-    name = group.replace(" devices", "").replace(" ", "_")
-    _print(f"scaling_exponent_{name}_epoch", fits["epoch_seconds"])
-    _print(f"scaling_exponent_{name}_step", fits["step_seconds"])
-    _print(f"scaling_exponent_{name}_eval", fits["eval_seconds"])
-  write_scaling(rows, _exponents(rows), out_dir, command, notes, steps, eval_users)
-  _print("scaling_results", f"{out_dir}/scaling.md, {out_dir}/scaling.png")
-
-
-def _group(row: dict) -> str:
-  """The curve a row belongs to: its model, and its device count when over one."""
-  devices = row.get("devices", 1)
-  return row["model"] if devices == 1 else f"{row['model']} x{devices} devices"
-
-
-def _exponents(rows: list[dict]) -> dict:
-  """{curve: {"epoch_seconds": e, ...}} fitted over the sizes measured (see `_group`)."""
-  exponents = {}
-  for group in dict.fromkeys(map(_group, rows)):
-    mine = [r for r in rows if _group(r) == group]
-    exponents[group] = {key: fitted_exponent([r["interactions"] for r in mine],
-                                             [r[key] for r in mine])
-                        for key in ("epoch_seconds", "step_seconds", "eval_seconds")}
-  return exponents
-
 
 # ----------------------------------------------------------------------------
 # Main.
 
-
-def _print(name: str, value) -> None:
-  if isinstance(value, float):
-    value = f"{value:.6g}"
-  print(f"{name}: {value}", flush=True)
 
 
 def _shapes(config, split: data_lib.Split, replicas: int) -> str:
@@ -614,13 +249,13 @@ def _shapes(config, split: data_lib.Split, replicas: int) -> str:
 
 def graph_only(config, split: data_lib.Split) -> None:
   """Times and measures normalized_adjacency + device_graph alone."""
-  _print("shapes", _shapes(config, split, 0))
-  reset = _rss_peak_reset()
-  graph, seconds = _timed(training_graph, split)
-  _print("graph_edges", int(graph["values"].shape[0]))
-  _print("graph_build_seconds", seconds)
-  _print("graph_peak_rss_bytes", _rss_peak_bytes())
-  _print("graph_peak_rss_source", "VmHWM reset before the build" if reset
+  measure.print_figure("shapes", _shapes(config, split, 0))
+  reset = measure.rss_peak_reset()
+  graph, seconds = measure.timed(training_graph, split)
+  measure.print_figure("graph_edges", int(graph["values"].shape[0]))
+  measure.print_figure("graph_build_seconds", seconds)
+  measure.print_figure("graph_peak_rss_bytes", measure.rss_peak_bytes())
+  measure.print_figure("graph_peak_rss_source", "VmHWM reset before the build" if reset
          else "whole process, including data generation")
 
 
@@ -641,12 +276,12 @@ def benchmark(config, split: data_lib.Split, *, epochs: int, warmup: int,
   if replicas > 0:
     config = replica_config(config, replicas)
   program = program_lib.build_program(config, split)
-  _print("shapes", _shapes(config, split, len(program.settings)))
+  measure.print_figure("shapes", _shapes(config, split, len(program.settings)))
   times = time_program(program, epochs=epochs, warmup=warmup, eval_repeats=eval_repeats)
   for name, value in times.items():
-    _print(name, value)
+    measure.print_figure(name, value)
   if eval_repeats > 0:
-    _print("eval_users", int(jnp.sum(program.valid_set.real) +
+    measure.print_figure("eval_users", int(jnp.sum(program.valid_set.real) +
                              jnp.sum(program.test_set.real)))
 
   if replicas > 0 and epochs > 0:
@@ -654,11 +289,11 @@ def benchmark(config, split: data_lib.Split, *, epochs: int, warmup: int,
     single = time_program(program_lib.build_program(replica_config(config, 1), split),
                           epochs=epochs, warmup=warmup, eval_repeats=0)
     sequential = replicas * single["train_epoch_seconds"]
-    _print("replicas", replicas)
-    _print("single_epoch_seconds", single["train_epoch_seconds"])
-    _print("vmapped_epoch_seconds", times["train_epoch_seconds"])
-    _print("sequential_epoch_seconds", sequential)
-    _print("replica_speedup", sequential / times["train_epoch_seconds"])
+    measure.print_figure("replicas", replicas)
+    measure.print_figure("single_epoch_seconds", single["train_epoch_seconds"])
+    measure.print_figure("vmapped_epoch_seconds", times["train_epoch_seconds"])
+    measure.print_figure("sequential_epoch_seconds", sequential)
+    measure.print_figure("replica_speedup", sequential / times["train_epoch_seconds"])
 
   if propagation_compare:
     model = models.Model(kind="lightgcn", num_users=split.num_users,
@@ -666,18 +301,8 @@ def benchmark(config, split: data_lib.Split, *, epochs: int, warmup: int,
                          num_layers=config.num_layers)
     seconds = propagation_seconds(model, training_graph(split, ell=True), propagation_repeats)
     for method, value in seconds.items():
-      _print(f"propagation_{method}_seconds", value)
+      measure.print_figure(f"propagation_{method}_seconds", value)
 
-
-def _timed_cpu(fn: Callable, *args) -> tuple[Any, float, float]:
-  """(fn(*args), wall seconds, CPU seconds of this process), waiting for the outputs.
-
-  CPU seconds count the work of every XLA thread, so on a shared machine they
-  move less with other processes' load than wall seconds do.
-  """
-  start, cpu = time.perf_counter(), time.process_time()
-  out = jax.block_until_ready(fn(*args))
-  return out, time.perf_counter() - start, time.process_time() - cpu
 
 
 def sampler_table(config, split: data_lib.Split, names, *, epochs: int,
@@ -713,15 +338,15 @@ def sampler_table(config, split: data_lib.Split, names, *, epochs: int,
     sampler_config = copy.deepcopy(config)
     with sampler_config.unlocked():
       sampler_config.sampler, sampler_config.pretrain_epochs = name, 0
-    _rss_peak_reset()
+    measure.rss_peak_reset()
     program = program_lib.build_program(sampler_config, split)
     state, data = program.init_state(), program.train_data()
     hparams, graph = program.hparams, program.graph
     refresh = program.refresh_fn or (lambda state, data, graph: state)
     epoch_times, cpu_times, refresh_times = [], [], []
     for i in range(warmup + epochs):
-      state, refreshed, _ = _timed_cpu(refresh, state, data, graph)
-      (state, _), elapsed, cpu = _timed_cpu(program.epoch_fn, state, hparams, data, graph)
+      state, refreshed, _ = measure.timed_cpu(refresh, state, data, graph)
+      (state, _), elapsed, cpu = measure.timed_cpu(program.epoch_fn, state, hparams, data, graph)
       if i >= warmup:
         epoch_times.append(elapsed)
         cpu_times.append(cpu)
@@ -730,7 +355,7 @@ def sampler_table(config, split: data_lib.Split, names, *, epochs: int,
     row = {"sampler": name, "epoch_seconds": float(np.median(epoch_times)),
            "epoch_cpu_seconds": float(np.median(cpu_times)), "state_bytes": int(state_bytes),
            "refresh_seconds": float(np.median(refresh_times)) if program.refresh_fn else 0.0,
-           "peak_rss_bytes": _rss_peak_bytes()}
+           "peak_rss_bytes": measure.rss_peak_bytes()}
     row["refresh_vs_epoch"] = row["refresh_seconds"] / row["epoch_seconds"]
     rows.append(row)
     del program, state
@@ -745,7 +370,7 @@ def sampler_table(config, split: data_lib.Split, names, *, epochs: int,
           f"{row['refresh_seconds']:>10.3f} {row['state_bytes'] / 2**20:>9.1f} "
           f"{row['peak_rss_bytes'] / 2**20:>12.0f} {row['epoch_cpu_seconds']:>8.3f} "
           f"{row['vs_dns_cpu']:>10.2f} {row['refresh_vs_epoch']:>13.2f}")
-    _print(f"sampler_{row['sampler']}_epoch_seconds", row["epoch_seconds"])
+    measure.print_figure(f"sampler_{row['sampler']}_epoch_seconds", row["epoch_seconds"])
   return rows
 
 
@@ -783,7 +408,7 @@ def main():
   scaling_sizes = flags.DEFINE_list(
       "scaling_sizes", ["1000000", "4000000", "16000000", "50000000"],
       "Interactions per scaling point (users = items = interactions / 50).")
-  scaling_models = flags.DEFINE_list("scaling_models", list(SCALING_MODELS),
+  scaling_models = flags.DEFINE_list("scaling_models", list(scaling_lib.SCALING_MODELS),
                                      "Models timed at each scaling point.")
   scaling_steps = flags.DEFINE_integer(
       "scaling_steps", 10, "Timed training steps per point, extrapolated to an epoch.",
@@ -807,15 +432,15 @@ def main():
   flags.mark_flags_as_required(["config"])
 
   def body():
-    _print("backend", jax.default_backend())
-    _print("devices", ", ".join(str(d) for d in jax.devices()))
+    measure.print_figure("backend", jax.default_backend())
+    measure.print_figure("devices", ", ".join(str(d) for d in jax.devices()))
     models = tuple(scaling_models.value)
-    unknown = set(models) - set(SCALING_MODELS)
+    unknown = set(models) - set(scaling_lib.SCALING_MODELS)
     if unknown:
       raise data_lib.DataError(f"--scaling_models: unknown {sorted(unknown)}; "
-                               f"choose from {SCALING_MODELS}")
+                               f"choose from {scaling_lib.SCALING_MODELS}")
     if scaling_point_flag.value:
-      scaling_point(config.value, scaling_point_flag.value, models=models,
+      scaling_lib.scaling_point(config.value, scaling_point_flag.value, models=models,
                     steps=scaling_steps.value, eval_users=scaling_eval_users.value)
       return
     if scaling_flag.value:
@@ -824,14 +449,14 @@ def main():
         counts = [int(v) for v in devices.value]
       except ValueError as e:
         raise data_lib.DataError(f"--scaling_sizes / --devices: not integers ({e})") from e
-      scaling(config.value, sizes, models=models, steps=scaling_steps.value,
+      scaling_lib.scaling(config.value, sizes, models=models, steps=scaling_steps.value,
               eval_users=scaling_eval_users.value, devices=counts, out_dir=scaling_out.value,
               point_timeout=scaling_timeout.value,
               command="python " + " ".join(["launch/benchmark.py"] + sys.argv[1:]))
       return
-    split, seconds = _timed(benchmark_split, config.value, users.value, items.value,
+    split, seconds = measure.timed(benchmark_split, config.value, users.value, items.value,
                             interactions.value)
-    _print("data", f"{split.name} ({seconds:.1f} s to load or generate)")
+    measure.print_figure("data", f"{split.name} ({seconds:.1f} s to load or generate)")
     if sampler_names.value:
       names = (list(samplers.REGISTRY) if sampler_names.value == ["all"]
                else sampler_names.value)
@@ -847,9 +472,9 @@ def main():
                 eval_repeats=eval_repeats.value, replicas=replicas.value,
                 propagation_compare=propagation_compare.value,
                 propagation_repeats=propagation_repeats.value)
-    memory, source = peak_memory()
-    _print("peak_memory_bytes", memory)
-    _print("peak_memory_source", source)
+    memory, source = measure.peak_memory()
+    measure.print_figure("peak_memory_bytes", memory)
+    measure.print_figure("peak_memory_source", source)
   cli.run(body, verbosity=None)  # absl's INFO log: the data and sampler lines
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from configs import synthetic
 from launch import benchmark
+from launch import scaling
 from pdns_jax import data as data_lib
 from pdns_jax import graph as graph_lib
 
@@ -148,9 +149,9 @@ def test_scaling_prints_a_row_per_size_and_the_fitted_exponent(scripts):
 
 
 def test_scaling_config_and_exponent_fit():
-  config = benchmark.scaling_config(synthetic.get_config(), 4_000_000, "lightgcn")
+  config = scaling.scaling_config(synthetic.get_config(), 4_000_000, "lightgcn")
   assert (config.synthetic.kind, config.split, config.model) == ("zipf", "paper", "lightgcn")
   assert config.synthetic.num_users == config.synthetic.num_items == 80_000
   assert (config.embed_dim, config.batch_size, config.pool_size) == (64, 2048, 32)
   sizes = np.array([1e6, 4e6, 16e6])
-  assert abs(benchmark.fitted_exponent(sizes, 3 * sizes ** 1.1) - 1.1) < 1e-9
+  assert abs(scaling.fitted_exponent(sizes, 3 * sizes ** 1.1) - 1.1) < 1e-9
