@@ -149,6 +149,12 @@ def _item_chunks(item_embeddings: jax.Array, k: int, item_chunk: int) -> jax.Arr
       num_chunks, chunk, -1)
 
 
+def _scores(users: jax.Array, items: jax.Array) -> jax.Array:
+  """users @ items.T in full float32: a GPU's default (TF32 inputs) could reorder
+  near-ties and move the metrics away from the CPU's."""
+  return jnp.matmul(users, items.T, precision=jax.lax.Precision.HIGHEST)
+
+
 def _top_from_chunks(users: jax.Array, chunks: jax.Array, num_items: int,
                      mask_rows: jax.Array, mask_cols: jax.Array, k: int) -> jax.Array:
   """(B, k) item ids of the best-scored non-excluded items, best first.
@@ -160,13 +166,13 @@ def _top_from_chunks(users: jax.Array, chunks: jax.Array, num_items: int,
   """
   num_chunks, chunk = chunks.shape[:2]
   if num_chunks == 1:
-    return _chunk_top(users @ chunks[0].T, 0, mask_rows, mask_cols, k)[1]
+    return _chunk_top(_scores(users, chunks[0]), 0, mask_rows, mask_cols, k)[1]
   # Padding rows score -inf and have the highest ids, so they rank after every
   # real item (there are >= k of those: each chunk holds >= k items).
   is_padding = jnp.arange(chunk) >= num_items - (num_chunks - 1) * chunk
 
   def scores_of(index):
-    scores = users @ chunks[index].T
+    scores = _scores(users, chunks[index])
     return jnp.where((index == num_chunks - 1) & is_padding, -jnp.inf, scores)
 
   def merge(running, index):

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdns_jax import evaluate
+import jaxprs
 
 
 def _metrics(user_emb, item_emb, targets, excluded, topk, batch_size=2):
@@ -153,3 +154,17 @@ def test_users_with_fewer_unmasked_items_than_k_rank_masked_items_last_by_id():
   for chunk in (5, 7):
     top = _top(users, items, data, 5, chunk)
     np.testing.assert_array_equal(top[0], [9, 3, 0, 1, 2])
+
+
+def test_scores_are_products_in_full_float32_on_every_backend():
+  # A GPU's default product rounds float32 inputs to TF32, which could reorder
+  # near-ties; the jaxpr shows the precision asked for, whatever the backend.
+  user_emb, item_emb, train, valid, test = _random_case(1)
+  data = evaluate.eval_set(targets=test, excluded=[train, valid], num_users=len(user_emb),
+                           batch_size=8)
+  for chunk in (0, 11):
+    precisions = jaxprs.dot_precisions(jax.make_jaxpr(
+        lambda u, i: evaluate.evaluate(u, i, data, (10,), item_chunk=chunk))(
+            jnp.asarray(user_emb), jnp.asarray(item_emb)))
+    assert precisions and all("HIGHEST" in p for p in precisions), precisions
+

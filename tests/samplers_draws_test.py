@@ -6,6 +6,7 @@ import numpy as np
 
 from pdns_jax.samplers import pools
 from pdns_jax.samplers import srns
+import jaxprs
 import sampler_runs
 
 
@@ -92,3 +93,11 @@ def test_mixgcf_step_equals_the_per_example_reference():
   np.testing.assert_array_equal(out.items, np.take_along_axis(np.asarray(pool), chosen, 1))
   np.testing.assert_allclose(out.embeddings[:, 0], pooled, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out.layer0[:, 0], layer0, rtol=1e-5, atol=1e-6)
+
+
+def test_weighted_draws_sum_in_full_float32_on_every_backend():
+  # The inverse CDF's prefix sums are a product; TF32 (a GPU's default) would skew it.
+  precisions = jaxprs.dot_precisions(jax.make_jaxpr(lambda k, w: pools.weighted_draws(k, w, 3))(
+      jax.random.PRNGKey(0), jnp.ones((2, 50))))
+  assert precisions and all("HIGHEST" in p for p in precisions), precisions
+

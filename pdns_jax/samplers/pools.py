@@ -126,10 +126,12 @@ def _prefix_sums(x: jax.Array) -> jax.Array:
   """Inclusive cumulative sums over the last (short) axis, as one small product.
 
   A product with a triangular matrix: faster on a CPU than `jnp.cumsum`'s
-  reduce-window for rows of tens of entries.
+  reduce-window for rows of tens of entries. In full float32: a GPU's default
+  product rounds its inputs to TF32 (10-bit mantissa), which would skew the draws.
   """
   n = x.shape[-1]
-  return x @ jnp.triu(jnp.ones((n, n), x.dtype))
+  return jnp.matmul(x, jnp.triu(jnp.ones((n, n), x.dtype)),
+                    precision=jax.lax.Precision.HIGHEST)
 
 
 def _first_above(cdf: jax.Array, target: jax.Array, positive: jax.Array) -> jax.Array:
