@@ -168,8 +168,9 @@ def time_program(program: program_lib.Program, *, epochs: int, warmup: int,
   hparams, graph = program.hparams, program.graph
   if epochs > 0:
     epoch, out["compile_seconds"] = measure.compiled(program.epoch_fn, state, hparams, data, graph)
-    measure.print_figure("epoch_compiled_seconds", out["compile_seconds"])  # as it goes: a cut-off run
-    seconds = []                                               # still says how far it got
+    # Printed as it goes, so a run cut off by a time limit still says how far it got.
+    measure.print_figure("epoch_compiled_seconds", out["compile_seconds"])
+    seconds = []
     for i in range(warmup + epochs):
       (state, _), elapsed = measure.timed(epoch, state, hparams, data, graph)
       measure.print_figure(f"epoch_{i}_seconds", elapsed)

@@ -3,8 +3,8 @@
 `config.mesh = "data=N"` (N = -1: every local device) spreads one run over N
 devices along a `data` axis: the embedding tables, their Adam moments,
 per-user or per-item sampler tables and the training pairs are split by
-rows, each batch by examples, and XLA inserts the collectives (the all-gathers of the sparse
-product's input, the reductions of the gradients). The random draws do not
+rows, each batch by examples, and XLA inserts the collectives (the
+all-gathers of the sparse product's input, the reductions of the gradients). The random draws do not
 depend on the split (JAX's partitionable threefry), so 1, 2 or 8 devices
 train the same run up to the order of float sums. The default "" is one
 device, with today's programs unchanged. With several processes
@@ -83,9 +83,9 @@ def replicated(mesh: Mesh, tree):
 def put_replicated(mesh: Mesh | None, tree):
   """Places host or one-device arrays whole on every device of the mesh, once.
 
-  The run's read-only inputs (exclusion sets, evaluation sets): a jitted call would otherwise copy them to every device
-  on each call, and with several processes each process contributes its own
-  copy of the same values. None: the tree as it is.
+  The run's read-only inputs (exclusion sets, evaluation sets): a jitted call
+  would otherwise copy them to every device on each call, and with several
+  processes each process contributes its own copy of the same values. None: the tree as it is.
   """
   if mesh is None:
     return tree
