@@ -20,15 +20,17 @@ MAX_ELL_BLOCKS = 12
 ELL_UNROLL = 8
 # Longest piece of a row in the ELL layout (longer rows are cut, see ell_blocks).
 ELL_MAX_WIDTH = 64
-# "auto" takes the ELL product on CPU and GPU from this many stored entries up
-# (Gowalla LightGCN + PDNS epoch on one H200: 0.89 s with ell against 1.28 s
-# with segment_sum; on a 2-core CPU, Gowalla's three layers forward and
-# backward: 0.69 s against 2.03 s). Below it
-# segment_sum is about as fast per step and compiles about 3x faster (default
-# synthetic config, 27k entries: 3.0 s against 9.7 s to compile the epoch, 0.09 s
-# against 0.06 s per epoch), so small runs and tests finish sooner. Other
-# backends (TPU: not measured) keep segment_sum.
-AUTO_ELL_MIN_EDGES = 50_000
+# "auto" takes the ELL product from this many stored entries up, per backend.
+# CPU: below 50k entries segment_sum is about as fast per step and compiles
+# about 3x faster (default synthetic config, 27k entries: 3.0 s against 9.7 s
+# to compile the epoch, 0.09 s against 0.06 s per epoch), so small runs and
+# tests finish sooner; Gowalla's three layers forward and backward on a 2-core
+# CPU: 0.69 s with ell against 2.03 s. GPU: measured at Gowalla's size (1.44M
+# entries; a LightGCN + PDNS epoch on one H200 0.89 s with ell against 1.28 s
+# with segment_sum) and, with segment_sum, at ml-100k's (160k, launch-bound,
+# ell not timed there), so ell from 1M entries. Other backends (TPU: not
+# measured) keep segment_sum.
+AUTO_ELL_MIN_EDGES = {"cpu": 50_000, "gpu": 1_000_000}
 
 
 def normalized_adjacency(train: np.ndarray, num_users: int,
@@ -260,13 +262,13 @@ def _ell_backward(ell, cotangent):
 _ell_product.defvjp(_ell_forward, _ell_backward)
 
 
-def resolve(method: str, num_edges: int = AUTO_ELL_MIN_EDGES) -> str:
-  """The product "auto" stands for: "ell" on CPU and GPU for graphs of at least
-  AUTO_ELL_MIN_EDGES stored entries, else "segment_sum"."""
+def resolve(method: str, num_edges: int) -> str:
+  """The product "auto" stands for: "ell" for graphs of at least the backend's
+  AUTO_ELL_MIN_EDGES stored entries (CPU and GPU), else "segment_sum"."""
   if method != "auto":
     return method
-  large = num_edges >= AUTO_ELL_MIN_EDGES
-  return "ell" if jax.default_backend() in ("cpu", "gpu") and large else "segment_sum"
+  threshold = AUTO_ELL_MIN_EDGES.get(jax.default_backend())
+  return "ell" if threshold is not None and num_edges >= threshold else "segment_sum"
 
 
 def row_blocks(adjacency: sp.csr_matrix, num_users: int, num_items: int,
