@@ -20,15 +20,15 @@ from pdns_jax import mesh as mesh_lib
 from pdns_jax import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = r'''
-import json, sys, tempfile
+RUNS_SCRIPT = r'''
+import json, tempfile
 import jax
 from configs import synthetic
-from pdns_jax import train
+from pdns_jax import program, train
 out = {"devices": jax.device_count()}
-for model in ("mf", "lightgcn"):
-  for sampler in ("rns", "dns", "pdns"):
-    for mesh in ("", "data=2", "data=8"):
+for model in MODELS:
+  for sampler in SAMPLERS:
+    for mesh in MESHES:
       c = synthetic.get_config("smoke"); c.unlock()
       c.update(tensorboard=False, model=model, sampler=sampler, mesh=mesh, num_epochs=2,
                batch_size=128, eval_every=2)
@@ -37,6 +37,9 @@ for model in ("mf", "lightgcn"):
         s = train.train_and_evaluate(c, d)
       out[f"{model}/{sampler}/{mesh}"] = [s[k] for k in ("best_epoch", "valid/recall@50",
                                                          "test/recall@50", "test/ndcg@50")]
+data = program.build_program(c).train_data()  # the last run's placement of the pairs
+out["pairs"] = [data.num_pairs, data.users.shape[0],
+                [shard.data.shape[0] for shard in data.users.addressable_shards]]
 print("RESULT " + json.dumps(out))
 '''
 
@@ -51,8 +54,15 @@ def _on_eight_devices(script: str) -> dict:
   return json.loads(result.stdout.split("RESULT ", 1)[1])
 
 
+def _runs(models, samplers, meshes) -> dict:
+  """Each model x sampler x mesh trained two epochs on 8 forced devices: its metrics,
+  and where the last run put its training pairs."""
+  return _on_eight_devices(f"MODELS, SAMPLERS, MESHES = {models!r}, {samplers!r}, "
+                           f"{meshes!r}\n" + RUNS_SCRIPT)
+
+
 def test_one_two_and_eight_devices_give_the_same_metrics():
-  out = _on_eight_devices(SCRIPT)
+  out = _runs(("mf", "lightgcn"), ("rns", "dns", "pdns"), ("", "data=2", "data=8"))
   assert out.pop("devices") == 8
   for model in ("mf", "lightgcn"):
     for sampler in ("rns", "dns", "pdns"):
@@ -113,32 +123,12 @@ def test_padded_tables_keep_the_real_rows_and_bad_meshes_are_refused(tmp_path):
   assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
-PAIRS_SCRIPT = r'''
-import json, tempfile
-from configs import synthetic
-from pdns_jax import program, train
-out = {}
-for sampler in ("srns", "gdns", "adasir_u"):  # the samplers that read every pair
-  for mesh in ("", "data=8"):
-    c = synthetic.get_config("smoke"); c.unlock()
-    c.update(tensorboard=False, model="mf", sampler=sampler, mesh=mesh, num_epochs=2,
-             batch_size=128, eval_every=2)
-    c.lock()
-    with tempfile.TemporaryDirectory() as d:
-      s = train.train_and_evaluate(c, d)
-    out[f"{sampler}/{mesh}"] = [s[k] for k in ("best_epoch", "valid/recall@50",
-                                               "test/recall@50", "test/ndcg@50")]
-data = program.build_program(c).train_data()
-out["pairs"] = [data.num_pairs, data.users.shape[0],
-                [shard.data.shape[0] for shard in data.users.addressable_shards]]
-print("RESULT " + json.dumps(out))
-'''
-
-
 def test_the_training_pairs_are_split_by_rows_and_samplers_reading_them_agree():
-  out = _on_eight_devices(PAIRS_SCRIPT)
+  # SRNS, GDNS and AdaSIR read every training pair at their refresh.
+  out = _runs(("mf",), ("srns", "gdns", "adasir_u"), ("", "data=8"))
   num_pairs, rows, per_device = out.pop("pairs")
   assert rows % 8 == 0 and num_pairs <= rows < num_pairs + 8  # padded to 8 devices
   assert per_device == [rows // 8] * 8  # each device holds its eighth, not a copy
   for sampler in ("srns", "gdns", "adasir_u"):
-    assert out[f"{sampler}/data=8"] == pytest.approx(out[f"{sampler}/"], abs=1e-5), sampler
+    assert out[f"mf/{sampler}/data=8"] == pytest.approx(out[f"mf/{sampler}/"], abs=1e-5), (
+        sampler)
