@@ -1,4 +1,4 @@
-"""Measuring helpers of the launch scripts: timed calls, compiles, peak memory, output lines.
+"""What the launch scripts measure with: timed calls, compiles, peak memory, output lines.
 
 Every figure waits for the device (`block_until_ready`) before the clock is
 read, and is printed as one `name: value` line that scripts and tests parse.
@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable
 
 import jax
+
 
 def timed(fn: Callable, *args) -> tuple[Any, float]:
   """(fn(*args), seconds), waiting for every output to be computed."""
@@ -26,7 +27,6 @@ def compiled(jitted: Callable, *args) -> tuple[Callable, float]:
   return executable, time.perf_counter() - start
 
 
-
 def timed_cpu(fn: Callable, *args) -> tuple[Any, float, float]:
   """(fn(*args), wall seconds, CPU seconds of this process), waiting for the outputs.
 
@@ -36,7 +36,6 @@ def timed_cpu(fn: Callable, *args) -> tuple[Any, float, float]:
   start, cpu = time.perf_counter(), time.process_time()
   out = jax.block_until_ready(fn(*args))
   return out, time.perf_counter() - start, time.process_time() - cpu
-
 
 
 # ----------------------------------------------------------------------------
@@ -78,8 +77,8 @@ def peak_memory() -> tuple[int, str]:
   return max_rss_bytes(), "host peak RSS (ru_maxrss)"
 
 
-
 def print_figure(name: str, value) -> None:
+  """One `name: value` line (floats to 6 significant digits), flushed at once."""
   if isinstance(value, float):
     value = f"{value:.6g}"
   print(f"{name}: {value}", flush=True)
